@@ -1,0 +1,179 @@
+import { create } from '@bufbuild/protobuf';
+import { NodeProtoSchema } from 'onnx-buf';
+import { UserError } from '../errors.js';
+import { attribute, ElemType, tensorProto, valueInfo, type AttributeValue, type ModelProto, type NodeProto } from '../onnx/proto.js';
+import { instrumentNames as names, type InstrumentationLayout } from './layout.js';
+import type { ResidualStream } from './residualStream.js';
+
+/**
+ * Rewrites a decoder graph so that, at chosen block outputs h (the residual after block L):
+ *
+ *   s = gate_steer ⊙ steer_vector                        (per row [B, H], per token gate [B, S])
+ *   h' = h + s + Σₖ uₖ · gate_clamp · (clip(⟨h + s, uₖ⟩, loₖ, hiₖ) − ⟨h + s, uₖ⟩)
+ *
+ * and exposes h' as `residual.L`. The arithmetic runs in float32. With zero vectors and ±∞ bounds the added term is
+ * exactly zero, so the graph computes bit for bit what the original did:
+ * - Optimum graphs: h' replaces the output of the residual `Add` for all its consumers (float16 graphs compute
+ *   Cast16(Cast32(h) + delta), a single rounding that is exact when delta is zero);
+ * - builder graphs: the term is added to the skip norm's branch input, so the fused op still produces both the
+ *   normalised tensor for the next layer and the residual sum (output 3, created where the exporter left it out).
+ * Every graph also gets `logits.selected` = logits at one position per row, so prefill copies [B, V], not [B, S, V].
+ */
+export function instrumentModel(model: ModelProto, stream: ResidualStream, layout: InstrumentationLayout, hiddenSize: number): ModelProto {
+  const graph = model.graph!;
+  const opset = Number(model.opsetImport.find((o) => o.domain === '' || o.domain === 'ai.onnx')?.version ?? 0n);
+  if (opset < 12) throw new UserError(`the graph uses ONNX opset ${opset}; instrumentation needs opset 12 or newer`);
+  const fp16 = stream.residualElemType === ElemType.FLOAT16;
+  const before = new Map<NodeProto, NodeProto[]>();
+  const after = new Map<NodeProto, NodeProto[]>();
+  const appended: NodeProto[] = [];
+
+  const makeNode = (sink: NodeProto[], opType: string, inputs: string[], name: string, attrs: Record<string, AttributeValue> = {}, output = `${name}/output_0`): string => {
+    sink.push(create(NodeProtoSchema, { opType, name, input: inputs, output: [output], attribute: Object.entries(attrs).map(([k, v]) => attribute(k, v)) }));
+    return output;
+  };
+  const unsqueeze = (sink: NodeProto[], input: string, axis: number, name: string): string => {
+    if (opset >= 13) return makeNode(sink, 'Unsqueeze', [input, axesInitializer(model, axis)], name);
+    return makeNode(sink, 'Unsqueeze', [input], name, { axes: { ints: [axis] } });
+  };
+  const castTo = (sink: NodeProto[], input: string, to: number, name: string) => makeNode(sink, 'Cast', [input], name, { to: { int: to } });
+
+  const steerLayers = new Set(layout.steer);
+  const clampLayers = new Set(layout.clamp);
+  const captureLayers = new Set(layout.capture);
+  const layers = [...new Set([...layout.capture, ...layout.steer, ...layout.clamp])].sort((a, b) => a - b);
+  const newInputs: ReturnType<typeof valueInfo>[] = [];
+  const newOutputs: ReturnType<typeof valueInfo>[] = [];
+  const rename = new Map<string, { from: string; to: string; skip: Set<NodeProto> }>();
+
+  /** Builds delta (float32) from the float32 residual `h`; returns its name. */
+  const deltaNodes = (sink: NodeProto[], layer: number, h32: (() => string) | undefined): string => {
+    const scope = `/persona/layers.${layer}`;
+    let steerTerm: string | undefined;
+    if (steerLayers.has(layer)) {
+      newInputs.push(valueInfo(names.steerVector(layer), ElemType.FLOAT, ['batch_size', hiddenSize]));
+      newInputs.push(valueInfo(names.steerGate(layer), ElemType.FLOAT, ['batch_size', 'sequence_length']));
+      steerTerm = makeNode(
+        sink,
+        'Mul',
+        [unsqueeze(sink, names.steerVector(layer), 1, `${scope}/steer/Unsqueeze_vector`), unsqueeze(sink, names.steerGate(layer), 2, `${scope}/steer/Unsqueeze_gate`)],
+        `${scope}/steer/Mul`,
+      );
+    }
+    if (!clampLayers.has(layer)) return steerTerm!;
+    const k = `clamp_directions_${layer}`;
+    newInputs.push(valueInfo(names.clampDirections(layer), ElemType.FLOAT, [k, hiddenSize]));
+    newInputs.push(valueInfo(names.clampLower(layer), ElemType.FLOAT, ['batch_size', k]));
+    newInputs.push(valueInfo(names.clampUpper(layer), ElemType.FLOAT, ['batch_size', k]));
+    newInputs.push(valueInfo(names.clampGate(layer), ElemType.FLOAT, ['batch_size', 'sequence_length']));
+    const steered = steerTerm ? makeNode(sink, 'Add', [h32!(), steerTerm], `${scope}/clamp/Add_steer`) : h32!();
+    const directionsT = makeNode(sink, 'Transpose', [names.clampDirections(layer)], `${scope}/clamp/Transpose`, { perm: { ints: [1, 0] } });
+    const projection = makeNode(sink, 'MatMul', [steered, directionsT], `${scope}/clamp/MatMul_project`);
+    const upper = unsqueeze(sink, names.clampUpper(layer), 1, `${scope}/clamp/Unsqueeze_upper`);
+    const lower = unsqueeze(sink, names.clampLower(layer), 1, `${scope}/clamp/Unsqueeze_lower`);
+    const clipped = makeNode(sink, 'Max', [makeNode(sink, 'Min', [projection, upper], `${scope}/clamp/Min`), lower], `${scope}/clamp/Max`);
+    const correction = makeNode(
+      sink,
+      'Mul',
+      [makeNode(sink, 'Sub', [clipped, projection], `${scope}/clamp/Sub`), unsqueeze(sink, names.clampGate(layer), 2, `${scope}/clamp/Unsqueeze_gate`)],
+      `${scope}/clamp/Mul_gate`,
+    );
+    const clampTerm = makeNode(sink, 'MatMul', [correction, names.clampDirections(layer)], `${scope}/clamp/MatMul_restore`);
+    return steerTerm ? makeNode(sink, 'Add', [steerTerm, clampTerm], `${scope}/Add_delta`) : clampTerm;
+  };
+
+  for (const layer of layers) {
+    const update = stream.blockOutputs[layer]!;
+    const scope = `/persona/layers.${layer}`;
+    const intervenes = steerLayers.has(layer) || clampLayers.has(layer);
+    let captured: string;
+    if (update.kind === 'add') {
+      const original = update.output!;
+      captured = original;
+      if (intervenes) {
+        const sink: NodeProto[] = [];
+        let h32Name: string | undefined;
+        const h32 = () => (h32Name ??= fp16 ? castTo(sink, original, ElemType.FLOAT, `${scope}/Cast_residual`) : original);
+        const delta = deltaNodes(sink, layer, h32);
+        const updated = fp16
+          ? castTo(sink, makeNode(sink, 'Add', [h32(), delta], `${scope}/Add_intervention`), ElemType.FLOAT16, `${scope}/Cast_back`)
+          : makeNode(sink, 'Add', [original, delta], `${scope}/Add_intervention`);
+        after.set(update.node, sink);
+        rename.set(original, { from: original, to: updated, skip: new Set(sink) });
+        captured = updated;
+      }
+    } else {
+      const node = update.node;
+      if (intervenes) {
+        const sink: NodeProto[] = [];
+        const root = node.input[update.residualInput]!;
+        const branch = node.input[update.branchInput]!;
+        let h32Name: string | undefined;
+        const h32 = () => {
+          if (h32Name) return h32Name;
+          const operands = [root, branch];
+          let sum = makeNode(sink, 'Add', operands, `${scope}/Add_sum`);
+          if (node.input[3]) sum = makeNode(sink, 'Add', [sum, node.input[3]], `${scope}/Add_bias`);
+          h32Name = fp16 ? castTo(sink, sum, ElemType.FLOAT, `${scope}/Cast_residual`) : sum;
+          return h32Name;
+        };
+        const delta = deltaNodes(sink, layer, h32);
+        const deltaInType = fp16 ? castTo(sink, delta, ElemType.FLOAT16, `${scope}/Cast_delta`) : delta;
+        node.input[update.branchInput] = makeNode(sink, 'Add', [branch, deltaInType], `${scope}/Add_branch`);
+        before.set(node, sink);
+      }
+      if (!update.output) {
+        while (node.output.length < 4) node.output.push('');
+        node.output[3] = `${scope}/residual_sum`;
+      }
+      captured = node.output[3]!;
+    }
+    if (captureLayers.has(layer)) {
+      makeNode(appended, 'Identity', [captured], `${scope}/capture`, {}, names.residual(layer));
+      newOutputs.push(valueInfo(names.residual(layer)));
+    }
+  }
+
+  for (const { from, to, skip } of rename.values()) {
+    for (const node of graph.node) {
+      if (skip.has(node)) continue;
+      node.input.forEach((input, i) => {
+        if (input === from) node.input[i] = to;
+      });
+    }
+    for (const node of [...after.values(), ...before.values()].flat()) {
+      if (skip.has(node)) continue;
+      node.input.forEach((input, i) => {
+        if (input === from) node.input[i] = to;
+      });
+    }
+  }
+
+  const logitsOutput = graph.output.find((o) => o.name === 'logits');
+  if (logitsOutput) {
+    newInputs.push(valueInfo(names.logitPositions, ElemType.INT64, ['batch_size']));
+    const index = unsqueeze(appended, names.logitPositions, 1, '/persona/logits/Unsqueeze');
+    makeNode(appended, 'GatherND', ['logits', index], '/persona/logits/GatherND', { batch_dims: { int: 1 } }, names.selectedLogits);
+    newOutputs.push(valueInfo(names.selectedLogits));
+  }
+
+  const nodes: NodeProto[] = [];
+  for (const node of graph.node) {
+    nodes.push(...(before.get(node) ?? []), node, ...(after.get(node) ?? []));
+  }
+  nodes.push(...appended);
+  graph.node = nodes;
+  graph.input.push(...newInputs);
+  graph.output.push(...newOutputs);
+  return model;
+}
+
+/** A shared int64 axes initializer for opset ≥ 13 Unsqueeze. */
+function axesInitializer(model: ModelProto, axis: number): string {
+  const graph = model.graph!;
+  const name = `/persona/constants/axes_${axis}`;
+  if (!graph.initializer.some((t) => t.name === name)) {
+    graph.initializer.push(tensorProto(name, ElemType.INT64, [1], new Uint8Array(BigInt64Array.of(BigInt(axis)).buffer)));
+  }
+  return name;
+}

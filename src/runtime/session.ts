@@ -1,0 +1,183 @@
+import * as fs from 'node:fs';
+import ort from 'onnxruntime-node';
+import { instrumentNames, loadInstrumentedGraph, type InstrumentationLayout, type ResidualStream } from '../instrument/index.js';
+import { readModel } from '../onnx/proto.js';
+import { float16ToFloat32Array } from '../vectors/float16.js';
+import { executionProviders, explainSessionError, type Device } from './device.js';
+import { readDecoderSignature, type DecoderSignature } from './graphSignature.js';
+import type { ModelFolder } from './modelFolder.js';
+
+export interface KvCache {
+  keys: ort.Tensor[];
+  values: ort.Tensor[];
+}
+
+export interface SessionOptions {
+  device?: Device;
+  cacheDir?: string;
+  /** onnxruntime graph optimisation level; the same level applies to original and instrumented graphs. */
+  optimizationLevel?: 'disabled' | 'basic' | 'extended' | 'all';
+  intraOpThreads?: number;
+}
+
+export interface StepRequest {
+  batch: number;
+  sequenceLength: number;
+  /** [batch × sequenceLength] token ids. */
+  inputIds: BigInt64Array;
+  /** [batch × totalLength] attention mask (past + current). */
+  attentionMask: BigInt64Array;
+  totalLength: number;
+  /** [batch × sequenceLength], for graphs that take position_ids. */
+  positionIds?: BigInt64Array;
+  past?: KvCache;
+  /** One position per row whose logits to return; all positions when omitted. */
+  logitPositions?: readonly number[];
+  /** Intervention inputs (steer.L.*, clamp.L.*); layout inputs not given are fed as "off". */
+  interventionFeeds?: Record<string, ort.Tensor>;
+  /** Layers whose residual to return (must be in the layout's capture list). */
+  capture?: readonly number[];
+}
+
+export interface StepResult {
+  /** [batch × vocab] when logitPositions was given, else [batch × sequenceLength × vocab]. */
+  logits: Float32Array;
+  vocabSize: number;
+  present: KvCache;
+  /** Residual after each requested block, [batch × sequenceLength × hidden], float32. */
+  residuals: Map<number, Float32Array>;
+}
+
+function toFloat32(tensor: ort.Tensor): Float32Array {
+  if (tensor.type === 'float16') return float16ToFloat32Array(tensor.data as Uint16Array);
+  return tensor.data as Float32Array;
+}
+
+/**
+ * One onnxruntime session over a decoder graph: the original, or an instrumented one for a given layout. Fetches
+ * only the outputs a step needs (logits at chosen positions, the KV cache, requested residuals).
+ */
+export class DecoderSession {
+  private constructor(
+    readonly session: ort.InferenceSession,
+    readonly folder: ModelFolder,
+    readonly signature: DecoderSignature,
+    readonly layout: InstrumentationLayout | undefined,
+    readonly stream: ResidualStream | undefined,
+  ) {}
+
+  /** Opens the original graph, or the instrumented graph for `layout`. */
+  static async open(folder: ModelFolder, layout: InstrumentationLayout | undefined, options: SessionOptions = {}): Promise<DecoderSession> {
+    const device = options.device ?? 'cpu';
+    const model = readModel(folder.onnxFile);
+    const signature = readDecoderSignature(model, folder);
+    const sessionOptions: ort.InferenceSession.SessionOptions = {
+      executionProviders: executionProviders(device),
+      graphOptimizationLevel: options.optimizationLevel ?? 'all',
+      ...(options.intraOpThreads ? { intraOpNumThreads: options.intraOpThreads } : {}),
+    };
+    try {
+      if (!layout) {
+        const session = await ort.InferenceSession.create(folder.onnxFile, sessionOptions);
+        return new DecoderSession(session, folder, signature, undefined, undefined);
+      }
+      const instrumented = loadInstrumentedGraph(folder.onnxFile, layout, { hiddenSize: folder.hiddenSize, numLayers: folder.numLayers, cacheDir: options.cacheDir });
+      const session = await ort.InferenceSession.create(fs.readFileSync(instrumented.file), {
+        ...sessionOptions,
+        extra: { session: { model_external_initializers_file_folder_path: instrumented.externalDataDir } },
+      });
+      return new DecoderSession(session, folder, signature, layout, instrumented.stream);
+    } catch (error) {
+      if (error instanceof Error && error.name === 'UserError') throw error;
+      return explainSessionError(error, device);
+    }
+  }
+
+  emptyCache(batch: number): KvCache {
+    const { kvType, numKvHeads, headDim, numLayers } = this.signature;
+    const make = () => new ort.Tensor(kvType, kvType === 'float16' ? new Uint16Array(0) : new Float32Array(0), [batch, numKvHeads, 0, headDim]);
+    return { keys: Array.from({ length: numLayers }, make), values: Array.from({ length: numLayers }, make) };
+  }
+
+  /** Feeds for layout inputs the caller did not set: zero steering, ±∞ clamp bounds with one zero direction. */
+  private offFeeds(batch: number, sequenceLength: number, given: Record<string, ort.Tensor>): Record<string, ort.Tensor> {
+    const feeds: Record<string, ort.Tensor> = {};
+    if (!this.layout) return feeds;
+    const hidden = this.folder.hiddenSize;
+    const set = (name: string, make: () => ort.Tensor) => {
+      if (!(name in given)) feeds[name] = make();
+    };
+    for (const layer of this.layout.steer) {
+      set(instrumentNames.steerVector(layer), () => new ort.Tensor('float32', new Float32Array(batch * hidden), [batch, hidden]));
+      set(instrumentNames.steerGate(layer), () => new ort.Tensor('float32', new Float32Array(batch * sequenceLength), [batch, sequenceLength]));
+    }
+    for (const layer of this.layout.clamp) {
+      set(instrumentNames.clampDirections(layer), () => new ort.Tensor('float32', new Float32Array(hidden), [1, hidden]));
+      set(instrumentNames.clampLower(layer), () => new ort.Tensor('float32', new Float32Array(batch).fill(-Infinity), [batch, 1]));
+      set(instrumentNames.clampUpper(layer), () => new ort.Tensor('float32', new Float32Array(batch).fill(Infinity), [batch, 1]));
+      set(instrumentNames.clampGate(layer), () => new ort.Tensor('float32', new Float32Array(batch * sequenceLength), [batch, sequenceLength]));
+    }
+    return feeds;
+  }
+
+  async step(request: StepRequest): Promise<StepResult> {
+    const { batch, sequenceLength } = request;
+    const past = request.past ?? this.emptyCache(batch);
+    const given = request.interventionFeeds ?? {};
+    const feeds: Record<string, ort.Tensor> = {
+      input_ids: new ort.Tensor('int64', request.inputIds, [batch, sequenceLength]),
+      attention_mask: new ort.Tensor('int64', request.attentionMask, [batch, request.totalLength]),
+      ...given,
+      ...this.offFeeds(batch, sequenceLength, given),
+    };
+    if (this.signature.hasPositionIds) {
+      if (!request.positionIds) throw new Error('this graph needs position_ids');
+      feeds.position_ids = new ort.Tensor('int64', request.positionIds, [batch, sequenceLength]);
+    }
+    if (this.signature.hasNumLogitsToKeep) feeds.num_logits_to_keep = new ort.Tensor('int64', BigInt64Array.of(0n), []);
+    this.signature.pastKeys.forEach((name, layer) => (feeds[name] = past.keys[layer]!));
+    this.signature.pastValues.forEach((name, layer) => (feeds[name] = past.values[layer]!));
+
+    const selectInGraph = request.logitPositions !== undefined && this.layout !== undefined;
+    if (selectInGraph) {
+      feeds[instrumentNames.logitPositions] = new ort.Tensor('int64', BigInt64Array.from(request.logitPositions!, (p) => BigInt(p)), [batch]);
+    }
+    const capture = request.capture ?? [];
+    for (const layer of capture) {
+      if (!this.layout?.capture.includes(layer)) throw new Error(`layer ${layer} is not captured by this session's layout`);
+    }
+    const fetches = [
+      selectInGraph ? instrumentNames.selectedLogits : 'logits',
+      ...this.signature.presentKeys,
+      ...this.signature.presentValues,
+      ...capture.map((layer) => instrumentNames.residual(layer)),
+    ];
+    const outputs = await this.session.run(feeds, fetches);
+    const logitsTensor = outputs[fetches[0]!]!;
+    const vocabSize = Number(logitsTensor.dims[logitsTensor.dims.length - 1]);
+    let logits = toFloat32(logitsTensor);
+    if (request.logitPositions !== undefined && !selectInGraph) {
+      const selected = new Float32Array(batch * vocabSize);
+      request.logitPositions.forEach((position, row) => {
+        const start = (row * sequenceLength + position) * vocabSize;
+        selected.set(logits.subarray(start, start + vocabSize), row * vocabSize);
+      });
+      logits = selected;
+    }
+    const residuals = new Map<number, Float32Array>();
+    for (const layer of capture) residuals.set(layer, toFloat32(outputs[instrumentNames.residual(layer)]!));
+    return {
+      logits,
+      vocabSize,
+      present: {
+        keys: this.signature.presentKeys.map((name) => outputs[name]!),
+        values: this.signature.presentValues.map((name) => outputs[name]!),
+      },
+      residuals,
+    };
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}
