@@ -13,8 +13,10 @@ import type { ResidualStream } from './residualStream.js';
  *
  * and exposes h' as `residual.L`. The arithmetic runs in float32. With zero vectors and ±∞ bounds the added term is
  * exactly zero, so the graph computes bit for bit what the original did:
- * - Optimum graphs: h' replaces the output of the residual `Add` for all its consumers (float16 graphs compute
- *   Cast16(Cast32(h) + delta), a single rounding that is exact when delta is zero);
+ * - Optimum graphs: h' = h + delta replaces the output of the residual `Add` for all its consumers. In float16
+ *   graphs that Add stays a float16 Add like the exporter's own: onnxruntime's CPU provider runs those in float32
+ *   and drops the float16 round trips between them, and an Add of the same type gets the same treatment, so a zero
+ *   delta leaves the computation bit for bit as it was;
  * - builder graphs: the term is added to the skip norm's branch input, so the fused op still produces both the
  *   normalised tensor for the next layer and the residual sum (output 3, created where the exporter left it out).
  * Every graph also gets `logits.selected` = logits at one position per row, so prefill copies [B, V], not [B, S, V].
@@ -95,9 +97,8 @@ export function instrumentModel(model: ModelProto, stream: ResidualStream, layou
         let h32Name: string | undefined;
         const h32 = () => (h32Name ??= fp16 ? castTo(sink, original, ElemType.FLOAT, `${scope}/Cast_residual`) : original);
         const delta = deltaNodes(sink, layer, h32);
-        const updated = fp16
-          ? castTo(sink, makeNode(sink, 'Add', [h32(), delta], `${scope}/Add_intervention`), ElemType.FLOAT16, `${scope}/Cast_back`)
-          : makeNode(sink, 'Add', [original, delta], `${scope}/Add_intervention`);
+        const deltaInType = fp16 ? castTo(sink, delta, ElemType.FLOAT16, `${scope}/Cast_delta`) : delta;
+        const updated = makeNode(sink, 'Add', [original, deltaInType], `${scope}/Add_intervention`);
         after.set(update.node, sink);
         rename.set(original, { from: original, to: updated, skip: new Set(sink) });
         captured = updated;

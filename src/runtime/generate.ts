@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { UserError } from '../errors.js';
+import type { InstrumentationLayout } from '../instrument/index.js';
 import { allFinite, dot, normalize } from '../vectors/linalg.js';
 import { Rng, hashString } from '../vectors/random.js';
 import { BatchLayout } from './batch.js';
@@ -26,6 +27,8 @@ export interface GenerationOptions extends SamplingOptions {
   monitors?: readonly MonitorSpec[];
   /** Run the uninstrumented graph (no interventions or monitors allowed); for parity checks and baselines. */
   original?: boolean;
+  /** Layers to instrument beyond what the interventions need (fed as "off"); for parity checks and benchmarks. */
+  instrumentation?: Partial<InstrumentationLayout>;
   /** Keep every step's logits ([row] → [step] → vocab). */
   returnLogits?: boolean;
   /** Append one JSON line per row with its monitored projections. */
@@ -97,7 +100,11 @@ export async function generate(model: SteerableModel, rows: readonly GenerationR
   }
   const session = options.original
     ? await model.originalSession()
-    : await model.session({ capture: captureLayers, steer: compiled.steerLayers, clamp: compiled.clampLayers });
+    : await model.session({
+        capture: [...captureLayers, ...(options.instrumentation?.capture ?? [])],
+        steer: [...compiled.steerLayers, ...(options.instrumentation?.steer ?? [])],
+        clamp: [...compiled.clampLayers, ...(options.instrumentation?.clamp ?? [])],
+      });
 
   const batch = rows.length;
   const lengths = rows.map((r) => r.inputIds.length);

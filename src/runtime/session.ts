@@ -139,8 +139,9 @@ export class DecoderSession {
     this.signature.pastValues.forEach((name, layer) => (feeds[name] = past.values[layer]!));
 
     const selectInGraph = request.logitPositions !== undefined && this.layout !== undefined;
-    if (selectInGraph) {
-      feeds[instrumentNames.logitPositions] = new ort.Tensor('int64', BigInt64Array.from(request.logitPositions!, (p) => BigInt(p)), [batch]);
+    if (this.layout) {
+      // A required input even when the selected logits are not fetched.
+      feeds[instrumentNames.logitPositions] = new ort.Tensor('int64', BigInt64Array.from(request.logitPositions ?? new Array(batch).fill(0), (p) => BigInt(p)), [batch]);
     }
     const capture = request.capture ?? [];
     for (const layer of capture) {
