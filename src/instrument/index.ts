@@ -3,7 +3,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { writeFileAtomic } from '../io/files.js';
-import { decodeModel, encodeModel, externalLocation, makeExternal, type ModelProto } from '../onnx/proto.js';
+import { UserError } from '../errors.js';
+import { decodeModel, describeValueInfo, elemTypeName, encodeModel, externalLocation, makeExternal, type ModelProto } from '../onnx/proto.js';
 import { layoutKey, type InstrumentationLayout } from './layout.js';
 import { instrumentModel } from './rewrite.js';
 import { findResidualStream, type ResidualStream } from './residualStream.js';
@@ -93,4 +94,42 @@ function moveInlineWeights(model: ModelProto, dataFile: string): void {
     offset += length;
   }
   if (!fs.existsSync(dataFile)) writeFileAtomic(dataFile, chunks);
+}
+
+export interface WrittenInstrumentation {
+  file: string;
+  addedInputs: { name: string; type: string; dims: (number | string)[] }[];
+  addedOutputs: string[];
+}
+
+/**
+ * Writes the instrumented graph as a standalone file for use outside the toolkit. External data is referenced by
+ * its original relative location, so the file must sit in the same folder as the original graph.
+ */
+export function writeInstrumentedModel(onnxFile: string, layout: InstrumentationLayout, options: { hiddenSize: number; numLayers: number; outFile: string }): WrittenInstrumentation {
+  const source = fs.readFileSync(onnxFile);
+  const model = decodeModel(source, onnxFile);
+  const sourceDir = path.dirname(path.resolve(onnxFile));
+  const outDir = path.dirname(path.resolve(options.outFile));
+  if (usesExternalData(model) && outDir !== sourceDir) {
+    throw new UserError(`the instrumented graph must be written next to the original's external data in ${sourceDir}, not ${outDir}`);
+  }
+  if (path.resolve(options.outFile) === path.resolve(onnxFile)) throw new UserError('refusing to overwrite the original graph; choose another --out');
+  const before = { inputs: new Set(model.graph!.input.map((i) => i.name)), outputs: new Set(model.graph!.output.map((o) => o.name)) };
+  const instrumented = instrumentModel(model, findResidualStream(model, options.numLayers), layout, options.hiddenSize);
+  try {
+    writeFileAtomic(options.outFile, encodeModel(instrumented));
+  } catch (error) {
+    throw new UserError(`cannot write ${options.outFile}: ${(error as Error).message}`);
+  }
+  return {
+    file: options.outFile,
+    addedInputs: instrumented.graph!.input
+      .filter((i) => !before.inputs.has(i.name))
+      .map((i) => {
+        const { elemType, dims } = describeValueInfo(i);
+        return { name: i.name, type: elemTypeName[elemType ?? 0] ?? 'unknown', dims: dims ?? [] };
+      }),
+    addedOutputs: instrumented.graph!.output.filter((o) => !before.outputs.has(o.name)).map((o) => o.name),
+  };
 }

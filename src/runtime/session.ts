@@ -74,6 +74,8 @@ export class DecoderSession {
     const sessionOptions: ort.InferenceSession.SessionOptions = {
       executionProviders: executionProviders(device),
       graphOptimizationLevel: options.optimizationLevel ?? 'all',
+      // Errors reach the user through exceptions; onnxruntime's own warnings would only add noise on stderr.
+      logSeverityLevel: 3,
       ...(options.intraOpThreads ? { intraOpNumThreads: options.intraOpThreads } : {}),
     };
     try {

@@ -1,0 +1,32 @@
+import { Command } from 'commander';
+import { isUserError } from '../errors.js';
+import { captureCommand } from './commands/capture.js';
+import { generateCommand } from './commands/generate.js';
+import { modelsCommand } from './commands/models.js';
+
+export function buildProgram(): Command {
+  const program = new Command('persona')
+    .description('persona-steer: capture, steer and clamp the residual stream of ONNX decoder LLMs')
+    .version('0.1.0')
+    .showHelpAfterError();
+  program.addCommand(modelsCommand());
+  program.addCommand(generateCommand());
+  program.addCommand(captureCommand());
+  return program;
+}
+
+/** Runs the CLI: user errors become one line on stderr and exit code 1; bugs keep their stack under PERSONA_DEBUG. */
+export async function main(argv: string[]): Promise<void> {
+  try {
+    await buildProgram().parseAsync(argv);
+  } catch (error) {
+    if (isUserError(error)) {
+      process.stderr.write(`persona: error: ${error.message}\n`);
+    } else if (process.env.PERSONA_DEBUG) {
+      process.stderr.write(`${(error as Error).stack ?? String(error)}\n`);
+    } else {
+      process.stderr.write(`persona: error: ${(error as Error).message?.split('\n')[0] ?? String(error)} (set PERSONA_DEBUG=1 for details)\n`);
+    }
+    process.exitCode = 1;
+  }
+}

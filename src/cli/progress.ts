@@ -1,0 +1,47 @@
+/** Items done, rate and ETA on stderr for long CLI work; one line, redrawn on a TTY, every few seconds otherwise. */
+export class ProgressReporter {
+  private done = 0;
+  private skipped = 0;
+  private readonly started = Date.now();
+  private lastDraw = 0;
+
+  constructor(
+    private readonly label: string,
+    private readonly total: number,
+    private readonly enabled = true,
+    private readonly unit = 'items',
+  ) {}
+
+  advance(count = 1): void {
+    this.done += count;
+    this.draw(this.done >= this.total);
+  }
+
+  /** Work already done before this run (a resumed job) counts towards the total but not the rate. */
+  skip(count: number): void {
+    this.done += count;
+    this.skipped += count;
+  }
+
+  private draw(final: boolean): void {
+    if (!this.enabled) return;
+    const now = Date.now();
+    const tty = process.stderr.isTTY;
+    if (!final && now - this.lastDraw < (tty ? 200 : 5000)) return;
+    this.lastDraw = now;
+    const seconds = (now - this.started) / 1000;
+    const fresh = this.done - this.skipped;
+    const rate = seconds > 0 ? fresh / seconds : 0;
+    const remaining = rate > 0 ? (this.total - this.done) / rate : NaN;
+    const eta = Number.isFinite(remaining) ? `ETA ${formatSeconds(remaining)}` : 'ETA –';
+    const line = `${this.label}: ${this.done}/${this.total} ${this.unit} · ${rate.toFixed(rate < 10 ? 2 : 0)}/s · ${final ? `done in ${formatSeconds(seconds)}` : eta}`;
+    process.stderr.write(tty ? `\r${line}${final ? '\n' : ''}` : `${line}\n`);
+  }
+}
+
+export function formatSeconds(seconds: number): string {
+  if (seconds < 60) return `${seconds.toFixed(seconds < 10 ? 1 : 0)}s`;
+  const minutes = Math.floor(seconds / 60);
+  if (minutes < 60) return `${minutes}m${Math.round(seconds % 60)}s`;
+  return `${Math.floor(minutes / 60)}h${minutes % 60}m`;
+}
