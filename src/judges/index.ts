@@ -1,0 +1,10 @@
+export { JudgmentCache, judgmentKey } from './cache.js';
+export { judgeMetrics, lexiconCoherenceScore, LexiconJudge, lexiconJudgeFactory, lexiconTraitScore, loadLexicon, type JudgeMetric, type Lexicon } from './lexicon.js';
+export { DEFAULT_LOCAL_BATCH_SIZE, LocalJudge, LocalModelClient, topTokenLogprobs, type LocalJudgeOptions, type LocalModelClientOptions } from './localClient.js';
+export { DEFAULT_JUDGE_CONCURRENCY, JUDGE_COMPLETION_SETTINGS, LogprobJudge, type LogprobJudgeOptions } from './logprobJudge.js';
+export { DEFAULT_OPENAI_BASE_URL, OpenAiCompatibleClient, type OpenAiClientOptions } from './openaiClient.js';
+export { runPool } from './pool.js';
+export { COHERENCE_PROMPT, fillTemplate } from './prompt.js';
+export { expectedScore, MIN_SCORE_MASS, scoreToken } from './scoring.js';
+export { parseJudgeSpec, type JudgeFactory, type JudgeSpecOptions } from './spec.js';
+export type { ChatCompletionClient, ChatTurn, CompletionRequest, CompletionResult, Judge, JudgeRequest, Judgment, TokenLogprob } from './types.js';
