@@ -3,8 +3,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { UserError } from '../src/errors.js';
+import { fillTemplate } from '../src/judges/index.js';
 import {
-  defaultTraitsDir, fillTemplate, generateTraitFiles, listTraits, loadTrait, systemPromptFor, type TraitFileContent,
+  defaultTraitsDir, generateTraitFiles, listTraits, loadTrait, systemPromptFor, type TraitFileContent,
 } from '../src/experiments/traits.js';
 import type { ChatCompletionClient, CompletionRequest, CompletionResult } from '../src/judges/types.js';
 
@@ -177,7 +178,7 @@ describe('loading', () => {
 
 describe('prompts', () => {
   it('fillTemplate replaces only the two placeholders', () => {
-    const filled = fillTemplate('{"q": "{question}", "a": "{answer}", "x": {other}} {question}', { question: 'Q?', answer: 'says {question}' });
+    const filled = fillTemplate('{"q": "{question}", "a": "{answer}", "x": {other}} {question}', 'Q?', 'says {question}');
     expect(filled).toBe('{"q": "Q?", "a": "says {question}", "x": {other}} Q?');
   });
 

@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { isUserError } from '../errors.js';
 import { captureCommand } from './commands/capture.js';
+import { demoCommand } from './commands/demo.js';
 import { generateCommand } from './commands/generate.js';
 import { modelsCommand } from './commands/models.js';
 
@@ -9,6 +10,7 @@ export function buildProgram(): Command {
     .description('persona-steer: capture, steer and clamp the residual stream of ONNX decoder LLMs')
     .version('0.1.0')
     .showHelpAfterError();
+  program.addCommand(demoCommand());
   program.addCommand(modelsCommand());
   program.addCommand(generateCommand());
   program.addCommand(captureCommand());

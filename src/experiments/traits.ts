@@ -197,14 +197,6 @@ export function listTraits(traitsDir: string = defaultTraitsDir): string[] {
 }
 
 /**
- * Fills the judge template. Only `{question}` and `{answer}` are replaced, in one pass, so other braces in the
- * template and placeholder-like text inside the question or answer survive as written.
- */
-export function fillTemplate(template: string, values: { question: string; answer: string }): string {
-  return template.replace(/\{(question|answer)\}/g, (_match, key: 'question' | 'answer') => values[key]);
-}
-
-/**
  * The upstream system prompt `You are a/an <name> assistant. <instruction>`. `<name>` is `assistantName` when given,
  * else the trait for `pos` and `helpful` for `neg`. `instruction` is either the pair (the polarity picks its text) or
  * the text itself.

@@ -1,5 +1,5 @@
 export { JudgmentCache, judgmentKey } from './cache.js';
-export { judgeMetrics, lexiconCoherenceScore, LexiconJudge, lexiconJudgeFactory, lexiconTraitScore, loadLexicon, type JudgeMetric, type Lexicon } from './lexicon.js';
+export { countLexiconWords, judgeMetrics, lexiconCoherenceScore, LexiconJudge, lexiconJudgeFactory, lexiconTraitScore, loadLexicon, type JudgeMetric, type Lexicon, type LexiconCounts } from './lexicon.js';
 export { DEFAULT_LOCAL_BATCH_SIZE, LocalJudge, LocalModelClient, topTokenLogprobs, type LocalJudgeOptions, type LocalModelClientOptions } from './localClient.js';
 export { DEFAULT_JUDGE_CONCURRENCY, JUDGE_COMPLETION_SETTINGS, LogprobJudge, type LogprobJudgeOptions } from './logprobJudge.js';
 export { DEFAULT_OPENAI_BASE_URL, OpenAiCompatibleClient, type OpenAiClientOptions } from './openaiClient.js';

@@ -52,17 +52,28 @@ export function loadLexicon(file: string): Lexicon {
   return { trait, opposite, ...(vocabulary ? { vocabulary } : {}) };
 }
 
-/** 100·t/(t+o) over trait-word hits t and opposite-word hits o; 0 when neither occurs. */
-export function lexiconTraitScore(lexicon: Lexicon, answer: string): number {
-  let traitHits = 0;
-  let oppositeHits = 0;
+export interface LexiconCounts {
+  words: number;
+  trait: number;
+  opposite: number;
+}
+
+/** How many of the answer's words there are, and how many are trait or opposite words. */
+export function countLexiconWords(lexicon: Lexicon, answer: string): LexiconCounts {
+  const counts = { words: 0, trait: 0, opposite: 0 };
   for (const match of answer.normalize('NFC').matchAll(WORD)) {
     const word = normalizeWord(match[0]);
-    if (lexicon.trait.has(word)) traitHits++;
-    else if (lexicon.opposite.has(word)) oppositeHits++;
+    counts.words++;
+    if (lexicon.trait.has(word)) counts.trait++;
+    else if (lexicon.opposite.has(word)) counts.opposite++;
   }
-  const hits = traitHits + oppositeHits;
-  return hits > 0 ? (100 * traitHits) / hits : 0;
+  return counts;
+}
+
+/** 100·t/(t+o) over trait-word hits t and opposite-word hits o; 0 when neither occurs. */
+export function lexiconTraitScore(lexicon: Lexicon, answer: string): number {
+  const { trait, opposite } = countLexiconWords(lexicon, answer);
+  return trait + opposite > 0 ? (100 * trait) / (trait + opposite) : 0;
 }
 
 /**

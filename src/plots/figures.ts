@@ -206,6 +206,8 @@ export function layerCoefficientHeatmapFigure(cells: readonly CellSummary[], opt
 
 export interface ProjectionTrajectoryOptions {
   title?: string;
+  /** x-axis title; the default counts generated tokens. */
+  xLabel?: string;
   /** Horizontal reference lines, such as a clamp floor or ceiling. */
   bound?: { value: number; label: string }[];
 }
@@ -236,7 +238,7 @@ export function projectionTrajectoryFigure(series: readonly { label: string; val
     layout: {
       ...baseLayout(options.title ?? 'Projection onto the vector per generated token'),
       height: 460,
-      xaxis: axis('generated token index'),
+      xaxis: axis(options.xLabel ?? 'generated token index'),
       yaxis: axis('projection'),
     },
   };
@@ -362,4 +364,30 @@ function distinct<T>(values: readonly T[]): T[] {
 
 function capitalize(text: string): string {
   return text.charAt(0).toUpperCase() + text.slice(1);
+}
+
+/** One bar per category and series (e.g. a rate per experimental condition), with optional ± error bars. */
+export function categoryBarFigure(
+  categories: readonly string[],
+  series: readonly { label: string; values: readonly number[]; errors?: readonly number[] }[],
+  options: { title: string; yLabel: string },
+): Figure {
+  return {
+    data: series.map((entry, index) => ({
+      type: 'bar',
+      name: entry.label,
+      x: [...categories],
+      y: entry.values.map(finiteOrNull),
+      ...(entry.errors ? { error_y: { type: 'data', array: entry.errors.map(finiteOrNull), visible: true } } : {}),
+      marker: { color: seriesColor(index, series.length) },
+      hovertemplate: '%{x}<br>%{y:.3f}<extra>' + entry.label + '</extra>',
+    })),
+    layout: {
+      ...baseLayout(options.title),
+      height: 440,
+      barmode: 'group',
+      xaxis: { ...axis(''), type: 'category' },
+      yaxis: { ...axis(options.yLabel), rangemode: 'tozero' },
+    },
+  };
 }

@@ -1,5 +1,6 @@
 export { checkRenderedReport, chromiumExecutable, DEFAULT_CHROMIUM, renderFigurePng, renderPng, type PngSize, type RenderedFigureCheck, type RenderedReportCheck, type RenderPngOptions } from './browser.js';
 export {
+  categoryBarFigure,
   cosineSimilarityFigure,
   layerCoefficientHeatmapFigure,
   layerColors,

@@ -28,6 +28,9 @@ export function argmax(logits: ArrayLike<number>, offset = 0, length = logits.le
   return best;
 }
 
+/** Logits further than this many temperatures below the maximum carry < e^-40 of the mass each; top-k/top-p skip them. */
+const NEGLIGIBLE_LOGIT_GAP = 40;
+
 /**
  * Picks the next token from one row's logits: greedy at temperature 0, otherwise softmax(logits / T) restricted to
  * the top-k tokens and then to the smallest set whose probability reaches top-p, sampled with the row's own RNG so a
@@ -38,29 +41,33 @@ export function sampleToken(logits: Float32Array, options: SamplingOptions, rng:
   if (temperature === 0) return argmax(logits);
   const topK = options.topK ?? 0;
   const topP = options.topP ?? 1;
-  let candidates = Array.from(logits.keys());
-  if (topK > 0 && topK < logits.length) {
-    candidates.sort((a, b) => logits[b]! - logits[a]!);
-    candidates = candidates.slice(0, topK);
-  }
   let max = -Infinity;
-  for (const id of candidates) max = Math.max(max, logits[id]!);
-  const weights = candidates.map((id) => Math.exp((logits[id]! - max) / temperature));
+  for (let i = 0; i < logits.length; i++) if (logits[i]! > max) max = logits[i]!;
+  if ((topK === 0 || topK >= logits.length) && topP >= 1) {
+    // Plain softmax sampling: two passes, no allocation (vocabularies run to 150k tokens).
+    let total = 0;
+    for (let i = 0; i < logits.length; i++) total += Math.exp((logits[i]! - max) / temperature);
+    let threshold = rng.uniform() * total;
+    for (let i = 0; i < logits.length; i++) {
+      threshold -= Math.exp((logits[i]! - max) / temperature);
+      if (threshold < 0) return i;
+    }
+    return argmax(logits);
+  }
+  const floor = max - NEGLIGIBLE_LOGIT_GAP * temperature;
+  let candidates: number[] = [];
+  for (let i = 0; i < logits.length; i++) if (logits[i]! >= floor) candidates.push(i);
+  candidates.sort((a, b) => logits[b]! - logits[a]! || a - b);
+  if (topK > 0) candidates = candidates.slice(0, topK);
+  let weights = candidates.map((id) => Math.exp((logits[id]! - max) / temperature));
   let total = weights.reduce((a, b) => a + b, 0);
   if (topP < 1) {
-    const order = candidates.map((_, i) => i).sort((a, b) => weights[b]! - weights[a]!);
-    const kept: number[] = [];
     let mass = 0;
-    for (const i of order) {
-      kept.push(i);
-      mass += weights[i]! / total;
-      if (mass >= topP) break;
-    }
-    candidates = kept.map((i) => candidates[i]!);
-    const keptWeights = kept.map((i) => weights[i]!);
-    weights.length = 0;
-    weights.push(...keptWeights);
-    total = weights.reduce((a, b) => a + b, 0);
+    let kept = 0;
+    while (kept < candidates.length && mass < topP * total) mass += weights[kept++]!;
+    candidates = candidates.slice(0, kept);
+    weights = weights.slice(0, kept);
+    total = mass;
   }
   let threshold = rng.uniform() * total;
   for (let i = 0; i < candidates.length; i++) {
