@@ -8,7 +8,7 @@ import type { ResidualStream } from './residualStream.js';
 /**
  * Rewrites a decoder graph so that, at chosen block outputs h (the residual after block L):
  *
- *   s = gate_steer ⊙ steer_vector                        (per row [B, H], per token gate [B, S])
+ *   s = gate_steer ⊙ steer_vector                        (per row [B, 1, H], per token gate [B, S, 1])
  *   h' = h + s + Σₖ uₖ · gate_clamp · (clip(⟨h + s, uₖ⟩, loₖ, hiₖ) − ⟨h + s, uₖ⟩)
  *
  * and exposes h' as `residual.L`. The arithmetic runs in float32. With zero vectors and ±∞ bounds the added term is
@@ -53,33 +53,22 @@ export function instrumentModel(model: ModelProto, stream: ResidualStream, layou
     const scope = `/persona/layers.${layer}`;
     let steerTerm: string | undefined;
     if (steerLayers.has(layer)) {
-      newInputs.push(valueInfo(names.steerVector(layer), ElemType.FLOAT, ['batch_size', hiddenSize]));
-      newInputs.push(valueInfo(names.steerGate(layer), ElemType.FLOAT, ['batch_size', 'sequence_length']));
-      steerTerm = makeNode(
-        sink,
-        'Mul',
-        [unsqueeze(sink, names.steerVector(layer), 1, `${scope}/steer/Unsqueeze_vector`), unsqueeze(sink, names.steerGate(layer), 2, `${scope}/steer/Unsqueeze_gate`)],
-        `${scope}/steer/Mul`,
-      );
+      // Inputs come already shaped for broadcasting ([B, 1, H] × [B, S, 1]): fewer ops per step.
+      newInputs.push(valueInfo(names.steerVector(layer), ElemType.FLOAT, ['batch_size', 1, hiddenSize]));
+      newInputs.push(valueInfo(names.steerGate(layer), ElemType.FLOAT, ['batch_size', 'sequence_length', 1]));
+      steerTerm = makeNode(sink, 'Mul', [names.steerVector(layer), names.steerGate(layer)], `${scope}/steer/Mul`);
     }
     if (!clampLayers.has(layer)) return steerTerm!;
     const k = `clamp_directions_${layer}`;
     newInputs.push(valueInfo(names.clampDirections(layer), ElemType.FLOAT, [k, hiddenSize]));
-    newInputs.push(valueInfo(names.clampLower(layer), ElemType.FLOAT, ['batch_size', k]));
-    newInputs.push(valueInfo(names.clampUpper(layer), ElemType.FLOAT, ['batch_size', k]));
-    newInputs.push(valueInfo(names.clampGate(layer), ElemType.FLOAT, ['batch_size', 'sequence_length']));
+    newInputs.push(valueInfo(names.clampLower(layer), ElemType.FLOAT, ['batch_size', 1, k]));
+    newInputs.push(valueInfo(names.clampUpper(layer), ElemType.FLOAT, ['batch_size', 1, k]));
+    newInputs.push(valueInfo(names.clampGate(layer), ElemType.FLOAT, ['batch_size', 'sequence_length', 1]));
     const steered = steerTerm ? makeNode(sink, 'Add', [h32!(), steerTerm], `${scope}/clamp/Add_steer`) : h32!();
     const directionsT = makeNode(sink, 'Transpose', [names.clampDirections(layer)], `${scope}/clamp/Transpose`, { perm: { ints: [1, 0] } });
     const projection = makeNode(sink, 'MatMul', [steered, directionsT], `${scope}/clamp/MatMul_project`);
-    const upper = unsqueeze(sink, names.clampUpper(layer), 1, `${scope}/clamp/Unsqueeze_upper`);
-    const lower = unsqueeze(sink, names.clampLower(layer), 1, `${scope}/clamp/Unsqueeze_lower`);
-    const clipped = makeNode(sink, 'Max', [makeNode(sink, 'Min', [projection, upper], `${scope}/clamp/Min`), lower], `${scope}/clamp/Max`);
-    const correction = makeNode(
-      sink,
-      'Mul',
-      [makeNode(sink, 'Sub', [clipped, projection], `${scope}/clamp/Sub`), unsqueeze(sink, names.clampGate(layer), 2, `${scope}/clamp/Unsqueeze_gate`)],
-      `${scope}/clamp/Mul_gate`,
-    );
+    const clipped = makeNode(sink, 'Max', [makeNode(sink, 'Min', [projection, names.clampUpper(layer)], `${scope}/clamp/Min`), names.clampLower(layer)], `${scope}/clamp/Max`);
+    const correction = makeNode(sink, 'Mul', [makeNode(sink, 'Sub', [clipped, projection], `${scope}/clamp/Sub`), names.clampGate(layer)], `${scope}/clamp/Mul_gate`);
     const clampTerm = makeNode(sink, 'MatMul', [correction, names.clampDirections(layer)], `${scope}/clamp/MatMul_restore`);
     return steerTerm ? makeNode(sink, 'Add', [steerTerm, clampTerm], `${scope}/Add_delta`) : clampTerm;
   };

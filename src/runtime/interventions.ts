@@ -114,6 +114,9 @@ interface LayerClamp {
 export class CompiledInterventions {
   private readonly steer = new Map<number, LayerSteer>();
   private readonly clamp = new Map<number, LayerClamp>();
+  /** Tensors that do not change between steps (vectors, directions, bounds), and gates by content. */
+  private readonly constantTensors = new Map<string, ort.Tensor>();
+  private readonly gateTensors = new Map<string, ort.Tensor>();
 
   constructor(specs: readonly (InterventionSpec | undefined)[], readonly hiddenSize: number, numLayers: number) {
     const batch = specs.length;
@@ -200,17 +203,31 @@ export class CompiledInterventions {
           if (positionSelected(mode, tokenIndex(row, position), promptLengths[row]!)) values[row * sequenceLength + position] = 1;
         }
       }
-      return new ort.Tensor('float32', values, [batch, sequenceLength]);
+      // Decode steps mostly repeat the same gate; reuse its tensor rather than making one per layer per step.
+      const key = sequenceLength === 1 ? values.join('') : undefined;
+      const cached = key === undefined ? undefined : this.gateTensors.get(key);
+      if (cached) return cached;
+      const tensor = new ort.Tensor('float32', values, [batch, sequenceLength, 1]);
+      if (key !== undefined) this.gateTensors.set(key, tensor);
+      return tensor;
+    };
+    const constant = (name: string, values: Float32Array, dims: number[]) => {
+      let tensor = this.constantTensors.get(name);
+      if (!tensor) {
+        tensor = new ort.Tensor('float32', values, dims);
+        this.constantTensors.set(name, tensor);
+      }
+      return tensor;
     };
     const feeds: Record<string, ort.Tensor> = {};
     for (const [layer, entry] of this.steer) {
-      feeds[instrumentNames.steerVector(layer)] = new ort.Tensor('float32', entry.vectors, [batch, this.hiddenSize]);
+      feeds[instrumentNames.steerVector(layer)] = constant(instrumentNames.steerVector(layer), entry.vectors, [batch, 1, this.hiddenSize]);
       feeds[instrumentNames.steerGate(layer)] = gate(entry.modes);
     }
     for (const [layer, entry] of this.clamp) {
-      feeds[instrumentNames.clampDirections(layer)] = new ort.Tensor('float32', entry.directions, [entry.count, this.hiddenSize]);
-      feeds[instrumentNames.clampLower(layer)] = new ort.Tensor('float32', entry.lower, [batch, entry.count]);
-      feeds[instrumentNames.clampUpper(layer)] = new ort.Tensor('float32', entry.upper, [batch, entry.count]);
+      feeds[instrumentNames.clampDirections(layer)] = constant(instrumentNames.clampDirections(layer), entry.directions, [entry.count, this.hiddenSize]);
+      feeds[instrumentNames.clampLower(layer)] = constant(instrumentNames.clampLower(layer), entry.lower, [batch, 1, entry.count]);
+      feeds[instrumentNames.clampUpper(layer)] = constant(instrumentNames.clampUpper(layer), entry.upper, [batch, 1, entry.count]);
       feeds[instrumentNames.clampGate(layer)] = gate(entry.modes);
     }
     return feeds;

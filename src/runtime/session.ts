@@ -1,4 +1,5 @@
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import ort from 'onnxruntime-node';
 import { instrumentNames, loadInstrumentedGraph, type InstrumentationLayout, type ResidualStream } from '../instrument/index.js';
 import { readModel } from '../onnx/proto.js';
@@ -79,16 +80,16 @@ export class DecoderSession {
       ...(options.intraOpThreads ? { intraOpNumThreads: options.intraOpThreads } : {}),
     };
     try {
-      if (!layout) {
-        const session = await ort.InferenceSession.create(folder.onnxFile, sessionOptions);
-        return new DecoderSession(session, folder, signature, undefined, undefined);
-      }
-      const instrumented = loadInstrumentedGraph(folder.onnxFile, layout, { hiddenSize: folder.hiddenSize, numLayers: folder.numLayers, cacheDir: options.cacheDir });
-      const session = await ort.InferenceSession.create(fs.readFileSync(instrumented.file), {
+      // Original and instrumented graphs load the same way (bytes + the folder their external data is relative to),
+      // so the comparison between them is of the graphs alone.
+      const graph = layout
+        ? loadInstrumentedGraph(folder.onnxFile, layout, { hiddenSize: folder.hiddenSize, numLayers: folder.numLayers, cacheDir: options.cacheDir })
+        : { file: folder.onnxFile, externalDataDir: path.dirname(path.resolve(folder.onnxFile)), stream: undefined };
+      const session = await ort.InferenceSession.create(fs.readFileSync(graph.file), {
         ...sessionOptions,
-        extra: { session: { model_external_initializers_file_folder_path: instrumented.externalDataDir } },
+        extra: { session: { model_external_initializers_file_folder_path: graph.externalDataDir } },
       });
-      return new DecoderSession(session, folder, signature, layout, instrumented.stream);
+      return new DecoderSession(session, folder, signature, layout, graph.stream);
     } catch (error) {
       if (error instanceof Error && error.name === 'UserError') throw error;
       return explainSessionError(error, device);
@@ -101,23 +102,40 @@ export class DecoderSession {
     return { keys: Array.from({ length: numLayers }, make), values: Array.from({ length: numLayers }, make) };
   }
 
-  /** Feeds for layout inputs the caller did not set: zero steering, ±∞ clamp bounds with one zero direction. */
+  private readonly offFeedCache = new Map<string, Map<string, ort.Tensor>>();
+
+  /**
+   * Feeds for layout inputs the caller did not set: zero steering, ±∞ clamp bounds with one zero direction. They
+   * depend only on the batch shape, so they are made once per shape (onnxruntime copies inputs, never writes them).
+   */
   private offFeeds(batch: number, sequenceLength: number, given: Record<string, ort.Tensor>): Record<string, ort.Tensor> {
     const feeds: Record<string, ort.Tensor> = {};
     if (!this.layout) return feeds;
     const hidden = this.folder.hiddenSize;
+    const shapeKey = `${batch}x${sequenceLength}`;
+    let cache = this.offFeedCache.get(shapeKey);
+    if (!cache) {
+      cache = new Map();
+      this.offFeedCache.set(shapeKey, cache);
+    }
     const set = (name: string, make: () => ort.Tensor) => {
-      if (!(name in given)) feeds[name] = make();
+      if (name in given) return;
+      let tensor = cache.get(name);
+      if (!tensor) {
+        tensor = make();
+        cache.set(name, tensor);
+      }
+      feeds[name] = tensor;
     };
     for (const layer of this.layout.steer) {
-      set(instrumentNames.steerVector(layer), () => new ort.Tensor('float32', new Float32Array(batch * hidden), [batch, hidden]));
-      set(instrumentNames.steerGate(layer), () => new ort.Tensor('float32', new Float32Array(batch * sequenceLength), [batch, sequenceLength]));
+      set(instrumentNames.steerVector(layer), () => new ort.Tensor('float32', new Float32Array(batch * hidden), [batch, 1, hidden]));
+      set(instrumentNames.steerGate(layer), () => new ort.Tensor('float32', new Float32Array(batch * sequenceLength), [batch, sequenceLength, 1]));
     }
     for (const layer of this.layout.clamp) {
       set(instrumentNames.clampDirections(layer), () => new ort.Tensor('float32', new Float32Array(hidden), [1, hidden]));
-      set(instrumentNames.clampLower(layer), () => new ort.Tensor('float32', new Float32Array(batch).fill(-Infinity), [batch, 1]));
-      set(instrumentNames.clampUpper(layer), () => new ort.Tensor('float32', new Float32Array(batch).fill(Infinity), [batch, 1]));
-      set(instrumentNames.clampGate(layer), () => new ort.Tensor('float32', new Float32Array(batch * sequenceLength), [batch, sequenceLength]));
+      set(instrumentNames.clampLower(layer), () => new ort.Tensor('float32', new Float32Array(batch).fill(-Infinity), [batch, 1, 1]));
+      set(instrumentNames.clampUpper(layer), () => new ort.Tensor('float32', new Float32Array(batch).fill(Infinity), [batch, 1, 1]));
+      set(instrumentNames.clampGate(layer), () => new ort.Tensor('float32', new Float32Array(batch * sequenceLength), [batch, sequenceLength, 1]));
     }
     return feeds;
   }
