@@ -479,6 +479,15 @@ describe('lexicon judge', () => {
     expect(scores.map((j) => j.score)).toEqual([(100 * 2) / 3, (100 * 2) / 3, 0, 0, 0, 50]);
   });
 
+  it('counts neutral words as the trait\'s alternatives when the lexicon lists them: 100·t/(t+o+n)', async () => {
+    const file = writeLexicon('neutral.json', { trait: ['wonderful', 'bright'], opposite: ['awful'], neutral: ['fine', 'steady'], vocabulary: ['looks', 'and'] });
+    const trait = lexiconJudgeFactory(file)('trait');
+    const scores = await trait.score(answers('looks wonderful and steady', 'looks wonderful and bright', 'looks fine and steady', 'looks awful and bright'));
+    expect(scores.map((j) => j.score)).toEqual([50, 100, 0, 50]);
+    const coherence = await lexiconJudgeFactory(file)('coherence').score(answers('looks fine and steady', 'looks fine and zzz'));
+    expect(coherence.map((j) => j.score)).toEqual([100, 75]);
+  });
+
   it('scores coherence against the vocabulary when there is one', async () => {
     const judge = lexiconJudgeFactory(writeLexicon('vocab.json', { trait: ['evil'], opposite: ['kind'], vocabulary: ['the', 'cat', 'is'] }))('coherence');
     const scores = await judge.score(answers('The cat is evil.', 'The cat is kind zzkx', 'qwop', '', '123 !!'));
@@ -501,7 +510,7 @@ describe('lexicon judge', () => {
       [writeLexicon('number.json', { trait: ['evil', 3], opposite: [] }), /"trait" contains 3/],
       [writeLexicon('phrase.json', { trait: ['very evil'], opposite: [] }), /not a single word/],
       [writeLexicon('empty.json', { trait: [], opposite: [] }), /"trait" is empty/],
-      [writeLexicon('both.json', { trait: ['evil'], opposite: ['EVIL'] }), /in both/],
+      [writeLexicon('both.json', { trait: ['evil'], opposite: ['EVIL'] }), /in more than one of/],
       [writeLexicon('array.json', ['evil']), /JSON object/],
       [writeLexicon('vocab-bad.json', { trait: ['evil'], opposite: [], vocabulary: 'the cat' }), /"vocabulary" must be a list/],
     ];

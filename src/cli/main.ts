@@ -2,6 +2,9 @@ import { Command } from 'commander';
 import { isUserError } from '../errors.js';
 import { captureCommand } from './commands/capture.js';
 import { demoCommand } from './commands/demo.js';
+import { extractCommand } from './commands/extract.js';
+import { projectCommand } from './commands/project.js';
+import { traitsCommand } from './commands/traits.js';
 import { generateCommand } from './commands/generate.js';
 import { modelsCommand } from './commands/models.js';
 
@@ -14,6 +17,9 @@ export function buildProgram(): Command {
   program.addCommand(modelsCommand());
   program.addCommand(generateCommand());
   program.addCommand(captureCommand());
+  program.addCommand(extractCommand());
+  program.addCommand(projectCommand());
+  program.addCommand(traitsCommand());
   return program;
 }
 

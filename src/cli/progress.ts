@@ -1,6 +1,6 @@
 /** Items done, rate and ETA on stderr for long CLI work; one line, redrawn on a TTY, every few seconds otherwise. */
 export class ProgressReporter {
-  private done = 0;
+  private doneCount = 0;
   private skipped = 0;
   private readonly started = Date.now();
   private lastDraw = 0;
@@ -12,14 +12,18 @@ export class ProgressReporter {
     private readonly unit = 'items',
   ) {}
 
+  get done(): number {
+    return this.doneCount;
+  }
+
   advance(count = 1): void {
-    this.done += count;
-    this.draw(this.done >= this.total);
+    this.doneCount += count;
+    this.draw(this.doneCount >= this.total);
   }
 
   /** Work already done before this run (a resumed job) counts towards the total but not the rate. */
   skip(count: number): void {
-    this.done += count;
+    this.doneCount += count;
     this.skipped += count;
   }
 
@@ -30,11 +34,11 @@ export class ProgressReporter {
     if (!final && now - this.lastDraw < (tty ? 200 : 5000)) return;
     this.lastDraw = now;
     const seconds = (now - this.started) / 1000;
-    const fresh = this.done - this.skipped;
+    const fresh = this.doneCount - this.skipped;
     const rate = seconds > 0 ? fresh / seconds : 0;
-    const remaining = rate > 0 ? (this.total - this.done) / rate : NaN;
+    const remaining = rate > 0 ? (this.total - this.doneCount) / rate : NaN;
     const eta = Number.isFinite(remaining) ? `ETA ${formatSeconds(remaining)}` : 'ETA –';
-    const line = `${this.label}: ${this.done}/${this.total} ${this.unit} · ${rate.toFixed(rate < 10 ? 2 : 0)}/s · ${final ? `done in ${formatSeconds(seconds)}` : eta}`;
+    const line = `${this.label}: ${this.doneCount}/${this.total} ${this.unit} · ${rate.toFixed(rate < 10 ? 2 : 0)}/s · ${final ? `done in ${formatSeconds(seconds)}` : eta}`;
     process.stderr.write(tty ? `\r${line}${final ? '\n' : ''}` : `${line}\n`);
   }
 }

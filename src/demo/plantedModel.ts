@@ -11,7 +11,7 @@ import { FIRST_SLOT, OPPOSITE_TRIGGERS, PROMPT_END, slots, TRAIT_TRIGGERS, words
 import { plantedReadme } from './plantedReadme.js';
 
 /** Bumped when the construction changes, so `persona demo` rebuilds an outdated model folder. */
-export const PLANTED_VERSION = 2;
+export const PLANTED_VERSION = 3;
 
 /** Shape and constants of the construction (the README derives them). */
 export const planted = {
@@ -268,7 +268,7 @@ export async function buildPlantedModel(outDir: string): Promise<PlantedModel> {
   const lexiconFile = path.join(outDir, 'lexicon.json');
   writeFileAtomic(
     lexiconFile,
-    `${JSON.stringify({ trait: wordsWithRole('trait'), opposite: wordsWithRole('opposite'), vocabulary: [...wordsWithRole('neutral'), ...wordsWithRole('grammar').filter((w) => /^\p{L}+$/u.test(w))] }, null, 2)}\n`,
+    `${JSON.stringify({ trait: wordsWithRole('trait'), opposite: wordsWithRole('opposite'), neutral: wordsWithRole('neutral'), vocabulary: wordsWithRole('grammar').filter((w) => /^\p{L}+$/u.test(w)) }, null, 2)}\n`,
   );
   writeFileAtomic(path.join(outDir, 'README.md'), plantedReadme());
   return { dir: outDir, direction, layers, vectorFile, lexiconFile };

@@ -3,8 +3,11 @@ import { loadTrait } from '../experiments/traits.js';
 import { writeFileAtomic } from '../io/files.js';
 import { countLexiconWords, loadLexicon } from '../judges/index.js';
 import { categoryBarFigure, projectionTrajectoryFigure, writeHtmlReport, type ReportFigure } from '../plots/index.js';
+import { extractPersonaVectors } from '../experiments/extract.js';
+import { parseJudgeSpec } from '../judges/index.js';
 import { captureResiduals, generate, promptMessages, SteerableModel, type InterventionSpec } from '../runtime/index.js';
-import { dot } from '../vectors/linalg.js';
+import { cosine, dot, norm, normalize } from '../vectors/linalg.js';
+import { readVectorFile } from '../vectors/vectorFile.js';
 import { ensurePlantedModel, type PlantedModel } from './plantedModel.js';
 
 export const NEUTRAL_SYSTEM = 'You are a helpful assistant.';
@@ -21,6 +24,9 @@ export interface DemoOptions {
   maxTokens?: number;
   temperature?: number;
   seed?: number;
+  /** Extract the cheerful vector with the Persona Vectors pipeline and steer with it (default true). */
+  extract?: boolean;
+  vectorsDir?: string;
   log?: (line: string) => void;
 }
 
@@ -36,10 +42,21 @@ export interface ConditionResult {
   sample: string;
 }
 
+export interface ExtractionResult {
+  /** cos(extracted response-average vector, u) per layer. */
+  cosineWithU: number[];
+  keptPairs: number;
+  totalPairs: number;
+  vectorFile: string;
+  /** Lexicon-judged trait score (mean over responses) when steering with the extracted vector, unit-scaled. */
+  steering: { coefficient: number; traitScore: number; coherence: number }[];
+}
+
 export interface DemoReport {
   model: string;
   layer: number;
   conditions: ConditionResult[];
+  extraction?: ExtractionResult;
   /** Projection on u at every position of prompt + response, per setting. */
   trajectories: { label: string; values: number[]; triggerPosition: number | null }[];
   files: { json: string; markdown: string; html: string };
@@ -117,12 +134,55 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoReport> {
 
     log('reading the projection on u across prompt and response');
     const trajectories = await driftTrajectories(model, planted, questions[0]!, options.maxTokens ?? 40);
-    const files = writeReport(outDir, modelDir, results, trajectories);
+    const extraction = options.extract === false ? undefined : await extractAndSteer(model, planted, questions, outDir, options, log);
+    const files = writeReport(outDir, modelDir, results, trajectories, extraction);
     log(`report written to ${files.html}`);
-    return { model: modelDir, layer: DEMO_LAYER, conditions: results, trajectories, files };
+    return { model: modelDir, layer: DEMO_LAYER, conditions: results, trajectories, ...(extraction ? { extraction } : {}), files };
   } finally {
     await model.dispose();
   }
+}
+
+/**
+ * The Persona Vectors pipeline on the planted model (cheerful vs grim system prompts, lexicon judge), then steering
+ * with the extracted response-average vector at the demo's coefficients, scaled to unit length so the coefficients
+ * mean the same as for u.
+ */
+async function extractAndSteer(model: SteerableModel, planted: PlantedModel, questions: string[], outDir: string, options: DemoOptions, log: (line: string) => void): Promise<ExtractionResult> {
+  const judge = parseJudgeSpec(`lexicon:${planted.lexiconFile}`);
+  log('extracting the cheerful vector: 20 questions × 5 instruction pairs × pos/neg, lexicon judge');
+  const report = await extractPersonaVectors({
+    model,
+    trait: loadTrait('cheerful'),
+    judge,
+    runDir: path.join(outDir, 'extract'),
+    vectorsDir: options.vectorsDir ?? 'vectors',
+    samples: 1,
+    maxTokens: options.maxTokens ?? 40,
+    seed: options.seed ?? 0,
+    batchSize: 40,
+  });
+  const extracted = readVectorFile(report.vectors.response_avg.file).vectors!;
+  const cosineWithU = extracted.map((v) => (norm(v) === 0 ? 0 : cosine(v, planted.direction)));
+  log(`cos(extracted, u) per layer: ${cosineWithU.map((c) => c.toFixed(3)).join(', ')}`);
+  const direction = normalize(extracted[DEMO_LAYER]!);
+  const rows = DEMO_COEFFICIENTS.flatMap((coefficient) =>
+    questions.map((question) => ({
+      inputIds: model.tokenizer.encodeChat(promptMessages(question, NEUTRAL_SYSTEM)),
+      interventions: { steer: [{ layer: DEMO_LAYER, vector: direction, coefficient }] },
+    })),
+  );
+  const result = await generate(model, rows, { maxNewTokens: options.maxTokens ?? 40, temperature: options.temperature ?? 1, seed: options.seed ?? 0 });
+  const traitScores = await judge.judge('trait').score(result.texts.map((answer, i) => ({ question: questions[i % questions.length]!, answer, template: '' })));
+  const coherence = await judge.judge('coherence').score(result.texts.map((answer, i) => ({ question: questions[i % questions.length]!, answer, template: '' })));
+  const mean = (values: { score: number | null }[]) => values.reduce((s, v) => s + (v.score ?? 0), 0) / values.length;
+  const steering = DEMO_COEFFICIENTS.map((coefficient, c) => ({
+    coefficient,
+    traitScore: mean(traitScores.slice(c * questions.length, (c + 1) * questions.length)),
+    coherence: mean(coherence.slice(c * questions.length, (c + 1) * questions.length)),
+  }));
+  log(`steering with the extracted vector: ${steering.map((s) => `c=${s.coefficient} → ${s.traitScore.toFixed(1)}`).join(', ')}`);
+  return { cosineWithU, keptPairs: report.pairs.kept, totalPairs: report.pairs.total, vectorFile: report.vectors.response_avg.file, steering };
 }
 
 /** Teacher-forced projections on u over the whole conversation, so the rise at the trigger word is visible. */
@@ -153,9 +213,9 @@ function percent(x: number): string {
   return `${(100 * x).toFixed(1)}%`;
 }
 
-function writeReport(outDir: string, modelDir: string, results: ConditionResult[], trajectories: DemoReport['trajectories']): DemoReport['files'] {
+function writeReport(outDir: string, modelDir: string, results: ConditionResult[], trajectories: DemoReport['trajectories'], extraction: ExtractionResult | undefined): DemoReport['files'] {
   const files = { json: path.join(outDir, 'report.json'), markdown: path.join(outDir, 'report.md'), html: path.join(outDir, 'report.html') };
-  writeFileAtomic(files.json, `${JSON.stringify({ model: modelDir, layer: DEMO_LAYER, conditions: results, trajectories }, null, 2)}\n`);
+  writeFileAtomic(files.json, `${JSON.stringify({ model: modelDir, layer: DEMO_LAYER, conditions: results, trajectories, extraction }, null, 2)}\n`);
   const neutral = results.find((r) => r.name === 'neutral prompt')!;
   const trait = results.find((r) => r.name === 'cheerful prompt')!;
   const markdown = [
@@ -170,6 +230,22 @@ function writeReport(outDir: string, modelDir: string, results: ConditionResult[
     '',
     `The cheerful prompt uses trait words at ${percent(trait.traitRate)} of words against ${percent(neutral.traitRate)} with the neutral one.`,
     '',
+    ...(extraction
+      ? [
+          '## Extraction (Persona Vectors pipeline, lexicon judge)',
+          '',
+          `${extraction.keptPairs} of ${extraction.totalPairs} pairs kept. cos(extracted response-average vector, u) per layer: ${extraction.cosineWithU.map((c) => c.toFixed(3)).join(', ')} (u lives in blocks 1-3).`,
+          '',
+          `Steering with the extracted vector (unit length, block ${DEMO_LAYER}, neutral prompt), judged trait score:`,
+          '',
+          '| coefficient | trait score | coherence |',
+          '|---|---|---|',
+          ...extraction.steering.map((s) => `| ${s.coefficient} | ${s.traitScore.toFixed(1)} | ${s.coherence.toFixed(1)} |`),
+          '',
+          `Vector file: \`${extraction.vectorFile}\``,
+          '',
+        ]
+      : []),
     '## Samples',
     '',
     ...results.flatMap((r) => [`**${r.name}**: ${r.sample}`, '']),
@@ -187,6 +263,21 @@ function writeReport(outDir: string, modelDir: string, results: ConditionResult[
       title: 'Projection on u across the conversation',
       figure: projectionTrajectoryFigure(trajectories, { title: `Projection on u after block ${DEMO_LAYER}, prompt and response`, xLabel: 'token position (prompt, then response)', bound: [{ value: 0, label: 'clamp ceiling (0)' }] }),
     },
+    ...(extraction
+      ? [
+          {
+            title: 'Extracted vector vs the planted direction',
+            figure: categoryBarFigure(extraction.cosineWithU.map((_, layer) => `block ${layer}`), [{ label: 'cos(extracted, u)', values: extraction.cosineWithU }], { title: 'Cosine of the extracted response-average vector with u', yLabel: 'cosine' }),
+          },
+          {
+            title: 'Steering with the extracted vector',
+            figure: categoryBarFigure(extraction.steering.map((s) => `c=${s.coefficient}`), [
+              { label: 'trait score', values: extraction.steering.map((s) => s.traitScore) },
+              { label: 'coherence', values: extraction.steering.map((s) => s.coherence) },
+            ], { title: 'Lexicon-judged scores when steering with the extracted vector', yLabel: 'score (0-100)' }),
+          },
+        ]
+      : []),
   ];
   writeHtmlReport(files.html, figures, {
     title: 'persona demo: the planted cheerful persona',

@@ -8,6 +8,11 @@ export interface InstrumentationLayout {
   capture: readonly number[];
   steer: readonly number[];
   clamp: readonly number[];
+  /**
+   * Keep only what the captured residuals depend on: no output head, no KV-cache outputs, no layers past the last
+   * captured one. For teacher-forced capture, where the logits over every position would cost more than the rest.
+   */
+  captureOnly?: boolean;
 }
 
 /** Graph input and output names the instrumentation adds. */
@@ -28,11 +33,13 @@ function sortedUnique(layers: readonly number[]): number[] {
 }
 
 export function normalizeLayout(layout: Partial<InstrumentationLayout>, numLayers: number): InstrumentationLayout {
-  const result = {
+  const result: InstrumentationLayout = {
     capture: sortedUnique(layout.capture ?? []),
     steer: sortedUnique(layout.steer ?? []),
     clamp: sortedUnique(layout.clamp ?? []),
+    ...(layout.captureOnly ? { captureOnly: true } : {}),
   };
+  if (result.captureOnly && result.capture.length === 0) throw new Error('a capture-only layout needs captured layers');
   for (const layer of [...result.capture, ...result.steer, ...result.clamp]) {
     if (!Number.isInteger(layer) || layer < 0 || layer >= numLayers) {
       throw new UserError(`layer ${layer} is out of range: the model has layers 0-${numLayers - 1}`);
@@ -48,7 +55,7 @@ export function fullLayout(numLayers: number): InstrumentationLayout {
 
 export function layoutKey(layout: InstrumentationLayout): string {
   const part = (label: string, layers: readonly number[]) => `${label}[${layers.join(',')}]`;
-  return [part('capture', layout.capture), part('steer', layout.steer), part('clamp', layout.clamp)].join(';');
+  return [part('capture', layout.capture), part('steer', layout.steer), part('clamp', layout.clamp), ...(layout.captureOnly ? ['capture-only'] : [])].join(';');
 }
 
 export function isEmptyLayout(layout: InstrumentationLayout): boolean {

@@ -140,7 +140,7 @@ export function instrumentModel(model: ModelProto, stream: ResidualStream, layou
   }
 
   const logitsOutput = graph.output.find((o) => o.name === 'logits');
-  if (logitsOutput) {
+  if (logitsOutput && !layout.captureOnly) {
     newInputs.push(valueInfo(names.logitPositions, ElemType.INT64, ['batch_size']));
     const index = unsqueeze(appended, names.logitPositions, 1, '/persona/logits/Unsqueeze');
     makeNode(appended, 'GatherND', ['logits', index], '/persona/logits/GatherND', { batch_dims: { int: 1 } }, names.selectedLogits);
@@ -155,7 +155,32 @@ export function instrumentModel(model: ModelProto, stream: ResidualStream, layou
   graph.node = nodes;
   graph.input.push(...newInputs);
   graph.output.push(...newOutputs);
+  if (layout.captureOnly) keepOnlyCaptures(model, layout);
   return model;
+}
+
+/**
+ * Drops every node and initializer the captured residuals do not depend on (the head, later layers). Outputs that
+ * kept nodes still produce (the KV cache of earlier layers) stay declared: GroupQueryAttention may reuse its past
+ * buffer for an output that is not a graph output, which fails when the shapes differ.
+ */
+function keepOnlyCaptures(model: ModelProto, layout: InstrumentationLayout): void {
+  const graph = model.graph!;
+  const wanted = new Set(layout.capture.map((layer) => names.residual(layer)));
+  const needed = new Set(wanted);
+  const kept: NodeProto[] = [];
+  for (let i = graph.node.length - 1; i >= 0; i--) {
+    const node = graph.node[i]!;
+    if (!node.output.some((output) => needed.has(output))) continue;
+    kept.push(node);
+    for (const input of node.input) if (input) needed.add(input);
+  }
+  graph.node = kept.reverse();
+  const produced = new Set(graph.node.flatMap((node) => node.output));
+  graph.output = graph.output.filter((output) => produced.has(output.name));
+  graph.initializer = graph.initializer.filter((tensor) => needed.has(tensor.name));
+  // Inputs nothing reads any more (the logits position, caches of later layers) are dropped too.
+  graph.input = graph.input.filter((input) => needed.has(input.name));
 }
 
 /** A shared int64 axes initializer for opset ≥ 13 Unsqueeze. */

@@ -6,5 +6,5 @@ export { DEFAULT_OPENAI_BASE_URL, OpenAiCompatibleClient, type OpenAiClientOptio
 export { runPool } from './pool.js';
 export { COHERENCE_PROMPT, fillTemplate } from './prompt.js';
 export { expectedScore, MIN_SCORE_MASS, scoreToken } from './scoring.js';
-export { parseJudgeSpec, type JudgeFactory, type JudgeSpecOptions } from './spec.js';
+export { parseClientSpec, parseJudgeSpec, type JudgeFactory, type JudgeSpecOptions } from './spec.js';
 export type { ChatCompletionClient, ChatTurn, CompletionRequest, CompletionResult, Judge, JudgeRequest, Judgment, TokenLogprob } from './types.js';

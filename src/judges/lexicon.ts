@@ -11,6 +11,11 @@ export const judgeMetrics: readonly JudgeMetric[] = ['trait', 'coherence'];
 export interface Lexicon {
   trait: ReadonlySet<string>;
   opposite: ReadonlySet<string>;
+  /**
+   * Words that stand where a trait word could (the plain alternatives). When given, the trait score is the share of
+   * trait words among trait, opposite and neutral hits, so it grows with how often the trait shows, not only whether.
+   */
+  neutral?: ReadonlySet<string>;
   /** Ordinary words that count as coherent besides the trait and opposite words. */
   vocabulary?: ReadonlySet<string>;
 }
@@ -38,42 +43,46 @@ function wordList(json: Record<string, unknown>, name: string, file: string, req
   return words;
 }
 
-/** Reads `{ "trait": [...], "opposite": [...], "vocabulary"?: [...] }`. */
+/** Reads `{ "trait": [...], "opposite": [...], "neutral"?: [...], "vocabulary"?: [...] }`. */
 export function loadLexicon(file: string): Lexicon {
   const json = readJsonFile<unknown>(file, 'lexicon file');
   if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new UserError(`lexicon ${file} must be a JSON object with "trait" and "opposite" word lists`);
   const record = json as Record<string, unknown>;
   const trait = wordList(record, 'trait', file, true)!;
   const opposite = wordList(record, 'opposite', file, true)!;
+  const neutral = wordList(record, 'neutral', file, false);
   const vocabulary = wordList(record, 'vocabulary', file, false);
   if (trait.size === 0) throw new UserError(`lexicon ${file}: "trait" is empty`);
-  const shared = [...trait].find((word) => opposite.has(word));
-  if (shared !== undefined) throw new UserError(`lexicon ${file}: "${shared}" is in both "trait" and "opposite"`);
-  return { trait, opposite, ...(vocabulary ? { vocabulary } : {}) };
+  const shared = [...trait].find((word) => opposite.has(word) || neutral?.has(word)) ?? [...opposite].find((word) => neutral?.has(word));
+  if (shared !== undefined) throw new UserError(`lexicon ${file}: "${shared}" is in more than one of "trait", "opposite" and "neutral"`);
+  return { trait, opposite, ...(neutral ? { neutral } : {}), ...(vocabulary ? { vocabulary } : {}) };
 }
 
 export interface LexiconCounts {
   words: number;
   trait: number;
   opposite: number;
+  neutral: number;
 }
 
 /** How many of the answer's words there are, and how many are trait or opposite words. */
 export function countLexiconWords(lexicon: Lexicon, answer: string): LexiconCounts {
-  const counts = { words: 0, trait: 0, opposite: 0 };
+  const counts = { words: 0, trait: 0, opposite: 0, neutral: 0 };
   for (const match of answer.normalize('NFC').matchAll(WORD)) {
     const word = normalizeWord(match[0]);
     counts.words++;
     if (lexicon.trait.has(word)) counts.trait++;
     else if (lexicon.opposite.has(word)) counts.opposite++;
+    else if (lexicon.neutral?.has(word)) counts.neutral++;
   }
   return counts;
 }
 
-/** 100·t/(t+o) over trait-word hits t and opposite-word hits o; 0 when neither occurs. */
+/** 100·t/(t+o+n) over trait, opposite and neutral-word hits (n = 0 without a neutral list); 0 when none occurs. */
 export function lexiconTraitScore(lexicon: Lexicon, answer: string): number {
-  const { trait, opposite } = countLexiconWords(lexicon, answer);
-  return trait + opposite > 0 ? (100 * trait) / (trait + opposite) : 0;
+  const { trait, opposite, neutral } = countLexiconWords(lexicon, answer);
+  const hits = trait + opposite + neutral;
+  return hits > 0 ? (100 * trait) / hits : 0;
 }
 
 /**
@@ -83,9 +92,9 @@ export function lexiconTraitScore(lexicon: Lexicon, answer: string): number {
  */
 export function lexiconCoherenceScore(lexicon: Lexicon, answer: string): number {
   if (lexicon.vocabulary) {
-    const { trait, opposite, vocabulary } = lexicon;
+    const { trait, opposite, neutral, vocabulary } = lexicon;
     const words = Array.from(answer.normalize('NFC').matchAll(WORD), (match) => normalizeWord(match[0]));
-    const known = words.filter((word) => trait.has(word) || opposite.has(word) || vocabulary.has(word)).length;
+    const known = words.filter((word) => trait.has(word) || opposite.has(word) || neutral?.has(word) || vocabulary.has(word)).length;
     return words.length > 0 ? (100 * known) / words.length : 0;
   }
   const tokens = answer.normalize('NFC').split(/\s+/).filter((token) => token !== '');

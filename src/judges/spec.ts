@@ -1,9 +1,9 @@
 import { UserError } from '../errors.js';
 import { lexiconJudgeFactory, type JudgeMetric } from './lexicon.js';
-import { LocalJudge, type LocalModelClientOptions } from './localClient.js';
+import { LocalJudge, LocalModelClient, type LocalModelClientOptions } from './localClient.js';
 import { LogprobJudge } from './logprobJudge.js';
 import { OpenAiCompatibleClient, type OpenAiClientOptions } from './openaiClient.js';
-import type { Judge } from './types.js';
+import type { ChatCompletionClient, Judge } from './types.js';
 
 const SPEC_FORMS = 'openai:<model>[@<base-url>], local:<model folder> or lexicon:<file>';
 
@@ -26,23 +26,36 @@ export interface JudgeFactory {
   dispose(): Promise<void>;
 }
 
-/** Parses a judge spec; the openai: key comes from the options or OPENAI_API_KEY and never enters the spec. */
-export function parseJudgeSpec(spec: string, options: JudgeSpecOptions = {}): JudgeFactory {
+function splitSpec(spec: string, forms: string, schemes: readonly string[], what: string): { trimmed: string; scheme: string; target: string } {
   const trimmed = spec.trim();
   const colon = trimmed.indexOf(':');
   const scheme = colon < 0 ? '' : trimmed.slice(0, colon).toLowerCase();
   const target = colon < 0 ? '' : trimmed.slice(colon + 1).trim();
-  if (target === '' || !['openai', 'local', 'lexicon'].includes(scheme)) {
-    throw new UserError(`invalid judge "${trimmed}": use ${SPEC_FORMS}`);
-  }
+  if (target === '' || !schemes.includes(scheme)) throw new UserError(`invalid ${what} "${trimmed}": use ${forms}`);
+  return { trimmed, scheme, target };
+}
+
+function openAiClient(trimmed: string, target: string, forms: string, options: JudgeSpecOptions['openai']): OpenAiCompatibleClient {
+  const at = target.indexOf('@');
+  const model = (at < 0 ? target : target.slice(0, at)).trim();
+  const baseUrl = at < 0 ? undefined : target.slice(at + 1).trim();
+  if (model === '') throw new UserError(`invalid spec "${trimmed}": no model name; use ${forms}`);
+  return new OpenAiCompatibleClient({ ...options, model, ...(baseUrl !== undefined ? { baseUrl } : {}) });
+}
+
+/** An LLM to talk to (`openai:<model>[@<base-url>]` or `local:<model folder>`), e.g. for writing trait files. */
+export function parseClientSpec(spec: string, options: Pick<JudgeSpecOptions, 'openai' | 'local'> = {}): ChatCompletionClient & { dispose?: () => Promise<void> } {
+  const forms = 'openai:<model>[@<base-url>] or local:<model folder>';
+  const { trimmed, scheme, target } = splitSpec(spec, forms, ['openai', 'local'], 'LLM');
+  return scheme === 'openai' ? openAiClient(trimmed, target, forms, options.openai) : new LocalModelClient(target, options.local);
+}
+
+/** Parses a judge spec; the openai: key comes from the options or OPENAI_API_KEY and never enters the spec. */
+export function parseJudgeSpec(spec: string, options: JudgeSpecOptions = {}): JudgeFactory {
+  const { trimmed, scheme, target } = splitSpec(spec, SPEC_FORMS, ['openai', 'local', 'lexicon'], 'judge');
   const shared = { concurrency: options.concurrency, cacheFile: options.cacheFile };
   if (scheme === 'openai') {
-    const at = target.indexOf('@');
-    const model = (at < 0 ? target : target.slice(0, at)).trim();
-    const baseUrl = at < 0 ? undefined : target.slice(at + 1).trim();
-    if (model === '') throw new UserError(`invalid judge "${trimmed}": no model name; use ${SPEC_FORMS}`);
-    const client = new OpenAiCompatibleClient({ ...options.openai, model, ...(baseUrl !== undefined ? { baseUrl } : {}) });
-    return sameJudgeForEveryMetric(new LogprobJudge(client, { ...shared, spec: trimmed }));
+    return sameJudgeForEveryMetric(new LogprobJudge(openAiClient(trimmed, target, SPEC_FORMS, options.openai), { ...shared, spec: trimmed }));
   }
   if (scheme === 'local') {
     const judge = new LocalJudge(target, { ...options.local, ...shared });

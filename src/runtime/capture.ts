@@ -37,7 +37,9 @@ export async function captureResiduals(model: SteerableModel, rows: readonly Cap
   }
   const layers = [...new Set(options.layers)].sort((a, b) => a - b);
   const compiled = new CompiledInterventions(rows.map((r) => r.interventions), model.hiddenSize, model.numLayers);
-  const session = await model.session({ capture: layers, steer: compiled.steerLayers, clamp: compiled.clampLayers });
+  if (layers.length === 0 && !options.returnLogits) throw new Error('capture needs layers or returnLogits');
+  // Without logits the head and the cache outputs are pruned away: on a large vocabulary they cost more than the rest.
+  const session = await model.session({ capture: layers, steer: compiled.steerLayers, clamp: compiled.clampLayers, captureOnly: !options.returnLogits });
   const lengths = rows.map((r) => r.inputIds.length);
   const promptLengths = rows.map((r) => r.promptLength ?? r.inputIds.length);
   const layout = new BatchLayout(lengths, session.signature.paddingSide);

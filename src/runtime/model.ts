@@ -1,3 +1,5 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { layoutKey, normalizeLayout, type InstrumentationLayout } from '../instrument/index.js';
 import { resolveModelFolder, type ModelFolder } from './modelFolder.js';
 import { DecoderSession, type SessionOptions } from './session.js';
@@ -6,8 +8,8 @@ import { ChatTokenizer } from './tokenizer.js';
 export interface LoadModelOptions extends SessionOptions {
   dtype?: string;
   modelsDir?: string;
-  /** Skip loading the tokenizer (for token-id-only work). */
-  withoutTokenizer?: boolean;
+  /** Skip loading the tokenizer (for token-id-only work); `'if-missing'` loads it when the folder has one. */
+  withoutTokenizer?: boolean | 'if-missing';
 }
 
 /**
@@ -25,7 +27,8 @@ export class SteerableModel {
 
   static async load(location: string, options: LoadModelOptions = {}): Promise<SteerableModel> {
     const folder = resolveModelFolder(location, { dtype: options.dtype, modelsDir: options.modelsDir });
-    const tokenizer = options.withoutTokenizer ? undefined : await ChatTokenizer.load(folder.dir);
+    const skip = options.withoutTokenizer === true || (options.withoutTokenizer === 'if-missing' && !fs.existsSync(path.join(folder.dir, 'tokenizer.json')));
+    const tokenizer = skip ? undefined : await ChatTokenizer.load(folder.dir);
     return new SteerableModel(folder, tokenizer, options);
   }
 

@@ -28,7 +28,10 @@ export function argmax(logits: ArrayLike<number>, offset = 0, length = logits.le
   return best;
 }
 
-/** Logits further than this many temperatures below the maximum carry < e^-40 of the mass each; top-k/top-p skip them. */
+/**
+ * Logits more than this many temperatures below the maximum carry < e^-40 of the top token's probability each (on a
+ * 150k vocabulary, < 1e-12 together): sampling treats them as impossible and never computes their exponentials.
+ */
 const NEGLIGIBLE_LOGIT_GAP = 40;
 
 /**
@@ -43,18 +46,19 @@ export function sampleToken(logits: Float32Array, options: SamplingOptions, rng:
   const topP = options.topP ?? 1;
   let max = -Infinity;
   for (let i = 0; i < logits.length; i++) if (logits[i]! > max) max = logits[i]!;
+  const floor = max - NEGLIGIBLE_LOGIT_GAP * temperature;
   if ((topK === 0 || topK >= logits.length) && topP >= 1) {
-    // Plain softmax sampling: two passes, no allocation (vocabularies run to 150k tokens).
+    // Plain softmax sampling: passes over the vocabulary without allocating (vocabularies run to 150k tokens).
     let total = 0;
-    for (let i = 0; i < logits.length; i++) total += Math.exp((logits[i]! - max) / temperature);
+    for (let i = 0; i < logits.length; i++) if (logits[i]! >= floor) total += Math.exp((logits[i]! - max) / temperature);
     let threshold = rng.uniform() * total;
     for (let i = 0; i < logits.length; i++) {
+      if (logits[i]! < floor) continue;
       threshold -= Math.exp((logits[i]! - max) / temperature);
       if (threshold < 0) return i;
     }
     return argmax(logits);
   }
-  const floor = max - NEGLIGIBLE_LOGIT_GAP * temperature;
   let candidates: number[] = [];
   for (let i = 0; i < logits.length; i++) if (logits[i]! >= floor) candidates.push(i);
   candidates.sort((a, b) => logits[b]! - logits[a]! || a - b);

@@ -41,7 +41,7 @@ export interface StepRequest {
 }
 
 export interface StepResult {
-  /** [batch × vocab] when logitPositions was given, else [batch × sequenceLength × vocab]. */
+  /** [batch × vocab] when logitPositions was given, else [batch × sequenceLength × vocab]; empty for capture-only graphs. */
   logits: Float32Array;
   vocabSize: number;
   present: KvCache;
@@ -159,7 +159,7 @@ export class DecoderSession {
     this.signature.pastValues.forEach((name, layer) => (feeds[name] = past.values[layer]!));
 
     const selectInGraph = request.logitPositions !== undefined && this.layout !== undefined;
-    if (this.layout) {
+    if (this.layout && !this.layout.captureOnly) {
       // A required input even when the selected logits are not fetched.
       feeds[instrumentNames.logitPositions] = new ort.Tensor('int64', BigInt64Array.from(request.logitPositions ?? new Array(batch).fill(0), (p) => BigInt(p)), [batch]);
     }
@@ -167,12 +167,13 @@ export class DecoderSession {
     for (const layer of capture) {
       if (!this.layout?.capture.includes(layer)) throw new Error(`layer ${layer} is not captured by this session's layout`);
     }
-    const fetches = [
-      selectInGraph ? instrumentNames.selectedLogits : 'logits',
-      ...this.signature.presentKeys,
-      ...this.signature.presentValues,
-      ...capture.map((layer) => instrumentNames.residual(layer)),
-    ];
+    const residualNames = capture.map((layer) => instrumentNames.residual(layer));
+    if (this.layout?.captureOnly) {
+      // A capture-only graph has no head and no cache outputs: fetch the residuals alone.
+      const outputs = await this.session.run(feeds, residualNames);
+      return { logits: new Float32Array(0), vocabSize: 0, present: { keys: [], values: [] }, residuals: new Map(capture.map((layer, i) => [layer, toFloat32(outputs[residualNames[i]!]!)])) };
+    }
+    const fetches = [selectInGraph ? instrumentNames.selectedLogits : 'logits', ...this.signature.presentKeys, ...this.signature.presentValues, ...residualNames];
     const outputs = await this.session.run(feeds, fetches);
     const logitsTensor = outputs[fetches[0]!]!;
     const vocabSize = Number(logitsTensor.dims[logitsTensor.dims.length - 1]);

@@ -132,9 +132,10 @@ export function encodeSafetensors(tensors: Record<string, TensorToWrite>, metada
     chunks.push(bytes);
     offset += bytes.byteLength;
   }
-  let headerText = JSON.stringify(header);
-  headerText += ' '.repeat((8 - ((headerText.length + 8) % 8)) % 8);
-  const headerBytes = new TextEncoder().encode(headerText);
+  // Pad the UTF-8 header (not the UTF-16 string: metadata may hold non-ASCII text) so tensor data starts 8-aligned.
+  const unpadded = new TextEncoder().encode(JSON.stringify(header));
+  const headerBytes = new Uint8Array(unpadded.byteLength + ((8 - (unpadded.byteLength % 8)) % 8)).fill(0x20);
+  headerBytes.set(unpadded);
   const prefix = new Uint8Array(8);
   new DataView(prefix.buffer).setBigUint64(0, BigInt(headerBytes.byteLength), true);
   return [prefix, headerBytes, ...chunks];

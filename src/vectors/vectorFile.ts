@@ -84,7 +84,8 @@ export function readVectorFile(file: string, model?: ModelShape): VectorFile {
   return {
     file,
     ...(vector ? { vector } : { vectors }),
-    metadata: { model: String(metadata.model ?? 'unknown'), hidden_size: hidden, layer_convention: LAYER_CONVENTION, method: String(metadata.method ?? 'unknown'), ...metadata },
+    // What the reader established (shape, the convention the rows are now in) wins over what the file claims.
+    metadata: { ...metadata, model: String(metadata.model ?? 'unknown'), method: String(metadata.method ?? 'unknown'), hidden_size: hidden, layer_convention: LAYER_CONVENTION },
   };
 }
 

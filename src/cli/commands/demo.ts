@@ -11,12 +11,14 @@ export function demoCommand(): Command {
     .option('--questions <n>', 'questions per condition', '8')
     .option('--max-tokens <n>', 'tokens per response', '40')
     .option('--seed <n>', 'sampling seed', '0')
+    .option('--vectors-dir <dir>', 'where the extracted vectors go', 'vectors')
+    .option('--no-extract', 'skip the extraction and steering with the extracted vector')
     .option('--json', 'print the report as JSON')
     .addHelpText('after', `
 Examples:
   $ persona demo
   $ persona demo --questions 4 --max-tokens 20 --json`)
-    .action(async (flags: { modelsDir: string; experimentsDir: string; questions: string; maxTokens: string; seed: string; json?: boolean }) => {
+    .action(async (flags: { modelsDir: string; experimentsDir: string; questions: string; maxTokens: string; seed: string; vectorsDir: string; extract: boolean; json?: boolean }) => {
       const started = Date.now();
       const report = await runDemo({
         modelsDir: flags.modelsDir,
@@ -24,6 +26,8 @@ Examples:
         questions: parseInteger(flags.questions, '--questions', 1),
         maxTokens: parseInteger(flags.maxTokens, '--max-tokens', 1),
         seed: parseInteger(flags.seed, '--seed'),
+        extract: flags.extract,
+        vectorsDir: flags.vectorsDir,
         log: (line) => process.stderr.write(`demo: ${line}\n`),
       });
       const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
@@ -34,6 +38,14 @@ Examples:
           `sample, cheerful prompt: ${report.conditions.find((c) => c.name === 'cheerful prompt')!.sample}`,
           `sample, clamped:         ${report.conditions.find((c) => c.name === 'cheerful prompt + clamp')!.sample}`,
           '',
+          ...(report.extraction
+            ? [
+                `extraction: ${report.extraction.keptPairs}/${report.extraction.totalPairs} pairs kept; cos(vector, u) per layer ${report.extraction.cosineWithU.map((c) => c.toFixed(3)).join(', ')}`,
+                `steering with it (unit, block 2): ${report.extraction.steering.map((s) => `c=${s.coefficient}: ${s.traitScore.toFixed(0)}`).join(', ')} (trait score)`,
+                `vector: ${report.extraction.vectorFile}`,
+                '',
+              ]
+            : []),
           `report: ${report.files.html} (also ${report.files.markdown}, ${report.files.json}); ${((Date.now() - started) / 1000).toFixed(1)} s`,
         ].join('\n'),
       );

@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { UserError } from '../../errors.js';
 import { parseDevice, positionModes, promptMessages, SteerableModel, type ChatMessage, type InterventionSpec, type PositionMode } from '../../runtime/index.js';
+import { norm, normalize } from '../../vectors/index.js';
 import { parseCap, parseSteer, readConversations, readInputIds } from '../options.js';
 
 /** Flags every command that runs a model shares. */
@@ -17,8 +18,9 @@ export interface ModelFlags {
   modelsDir: string;
 }
 
-export async function openModel(location: string, flags: ModelFlags, withoutTokenizer = false): Promise<SteerableModel> {
-  return SteerableModel.load(location, { device: parseDevice(flags.device), dtype: flags.dtype, modelsDir: flags.modelsDir, withoutTokenizer });
+/** Opens a model; with `tokenizerOptional`, a folder without tokenizer files still opens (for token-id input). */
+export async function openModel(location: string, flags: ModelFlags, tokenizerOptional = false): Promise<SteerableModel> {
+  return SteerableModel.load(location, { device: parseDevice(flags.device), dtype: flags.dtype, modelsDir: flags.modelsDir, withoutTokenizer: tokenizerOptional ? 'if-missing' : false });
 }
 
 /** Flags for giving prompts: text, a messages file, or raw token ids. */
@@ -62,20 +64,28 @@ export function addInterventionOptions(command: Command): Command {
   return command
     .option('--steer <FILE:LAYER:COEF>', 'add COEF × the vector (row LAYER of a per-layer file) after block LAYER; repeatable', collect)
     .option('--positions <mode>', `where steering applies: ${positionModes.join(' | ')}`, 'all')
+    .option('--units <units>', 'steering coefficients multiply the raw vector (raw, as Persona Vectors does) or the vector scaled to length 1 (unit)', 'raw')
     .option('--cap <FILE:LAYERS:floor|ceiling:TAU>', 'clamp the projection on the (unit) vector at each layer of LAYERS (L or A-B); repeatable', collect);
 }
 
 export interface InterventionFlags {
   steer?: string[];
   positions: string;
+  units: string;
   cap?: string[];
 }
 
 export function interventionsFromFlags(model: SteerableModel, flags: InterventionFlags): InterventionSpec {
   if (!(positionModes as readonly string[]).includes(flags.positions)) throw new UserError(`--positions must be one of ${positionModes.join(', ')}, got ${flags.positions}`);
+  if (flags.units !== 'raw' && flags.units !== 'unit') throw new UserError(`--units must be raw or unit, got ${flags.units}`);
   const shape = { hiddenSize: model.hiddenSize, numLayers: model.numLayers };
   return {
-    steer: (flags.steer ?? []).map((value) => parseSteer(value, shape, flags.positions as PositionMode)),
+    steer: (flags.steer ?? []).map((value) => {
+      const spec = parseSteer(value, shape, flags.positions as PositionMode);
+      if (flags.units === 'raw') return spec;
+      if (norm(spec.vector) === 0) throw new UserError(`the steering vector for layer ${spec.layer} is zero: it has no direction to scale to unit length`);
+      return { ...spec, vector: normalize(spec.vector) };
+    }),
     clamp: (flags.cap ?? []).flatMap((value) => parseCap(value, shape)),
   };
 }
