@@ -30,8 +30,14 @@ export function runCli(args: string[], options: { cwd?: string; env?: Record<str
   });
 }
 
-/** A failed run that reported one clear line and no stack trace. */
+/** A failed run that reported its error in one clear last line (after any progress lines) and no stack trace. */
 export function isOneLineError(result: CliResult): boolean {
   const lines = result.stderr.trim().split('\n');
-  return result.code !== 0 && lines.length === 1 && lines[0]!.startsWith('persona: error: ') && !/\n\s+at /.test(result.stderr);
+  const errors = lines.filter((line) => line.includes('error'));
+  return (
+    result.code !== 0 &&
+    errors.length === 1 &&
+    lines.at(-1)!.startsWith('persona: error: ') &&
+    !/\n\s+at /.test(result.stderr)
+  );
 }
