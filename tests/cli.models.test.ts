@@ -97,7 +97,7 @@ describe.concurrent('persona models inspect --json', () => {
     expect(info.numLayers).toBe(2);
     expect(info.hiddenSize).toBe(16);
     expect(info.residualType).toBe('float16');
-    expect(info.eosTokenIds).toEqual([2]);
+    expect(info.eosTokenIds).toEqual([2, 1]);
     expect(info.residuals).toHaveLength(2);
     expect(info.residuals[0]!.tensor).toBe('/model/layers.1/input_layernorm/output_3');
     expect(info.residuals[1]!.tensor).toBeNull();
@@ -225,7 +225,7 @@ interface GenerateJson {
   sequences: number[][];
   texts: string[];
   finishReasons: string[];
-  projections: { name: string; layer: number; perToken: number[][]; mean: number[] }[];
+  projections: { name: string; layer: number; perToken: number[][]; mean: number[]; promptLast: number[] }[];
 }
 
 for (const style of ['optimum', 'builder'] as const) {
@@ -249,7 +249,7 @@ for (const style of ['optimum', 'builder'] as const) {
       expect(out.sequences).toEqual(library.sequences);
     });
 
-    it('--monitor gives one projection per generated token, equal to the residual captured at the position that produced it; --drift-log appends a line per row', async () => {
+    it('--monitor gives one projection per generated token, equal to the residual captured at that token\'s position; --drift-log appends a line per row', async () => {
       const driftLog = path.join(root, `drift-${style}.jsonl`);
       fs.writeFileSync(driftLog, '{"earlier":"line"}\n');
       const out = json<GenerateJson>(await runCli(['generate', dir(), '--input-ids', idsFile, '--max-tokens', '5', '--monitor', `${vectorFile}:1`, '--drift-log', driftLog, '--json']));
@@ -261,7 +261,8 @@ for (const style of ['optimum', 'builder'] as const) {
       expect(monitor.perToken.map((p) => p.length)).toEqual([5, 5]);
       monitor.perToken.forEach((values, row) => expect(monitor.mean[row]).toBeCloseTo(values.reduce((a, b) => a + b, 0) / 5, 12));
 
-      // Teacher-forced capture of prompt + generated tokens: token k was produced at index promptLength − 1 + k.
+      // Teacher-forced capture of prompt + generated tokens: token k sits at index promptLength + k; the prompt's
+      // last token (promptLast) at promptLength − 1.
       const full = prompts.map((p, row) => [...p, ...out.sequences[row]!]);
       const fullIds = path.join(root, `full-${style}.json`);
       fs.writeFileSync(fullIds, JSON.stringify(full));
@@ -276,10 +277,12 @@ for (const style of ['optimum', 'builder'] as const) {
       full.forEach((ids, row) => {
         const offset = width - ids.length; // the capture file is left-padded
         for (let k = 0; k < 5; k++) {
-          const at = (row * width + offset + prompts[row]!.length - 1 + k) * H;
+          const at = (row * width + offset + prompts[row]!.length + k) * H;
           const expected = dot(residual.subarray(at, at + H), unit);
           expect(Math.abs(monitor.perToken[row]![k]! - expected), `row ${row} token ${k}`).toBeLessThanOrEqual(1e-4);
         }
+        const last = (row * width + offset + prompts[row]!.length - 1) * H;
+        expect(Math.abs(monitor.promptLast[row]! - dot(residual.subarray(last, last + H), unit))).toBeLessThanOrEqual(1e-4);
       });
       // The projections carry signal: they are not all the same value.
       expect(new Set(monitor.perToken.flat().map((v) => v.toFixed(3))).size).toBeGreaterThan(5);
@@ -294,7 +297,7 @@ for (const style of ['optimum', 'builder'] as const) {
         expect(Number.isNaN(Date.parse(record.time))).toBe(false);
         expect(record.row).toBe(row);
         expect(record.tokens).toEqual(out.sequences[row]);
-        expect(record.projections).toEqual({ 'u@1': { layer: 1, perToken: monitor.perToken[row], mean: monitor.mean[row] } });
+        expect(record.projections).toEqual({ 'u@1': { layer: 1, perToken: monitor.perToken[row], mean: monitor.mean[row], promptLast: monitor.promptLast[row] } });
       });
     });
   });

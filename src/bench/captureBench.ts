@@ -41,7 +41,7 @@ export async function captureThroughput(options: { rounds?: number; log?: (line:
     const started = process.hrtime.bigint();
     for (let start = 0; start < rows.length; start += 8) {
       const batch = rows.slice(start, start + 8);
-      const layout = new BatchLayout(batch.map((r) => r.inputIds.length), original.signature.paddingSide);
+      const layout = new BatchLayout(batch.map((r) => r.inputIds.length), original.signature.paddingSide, original.signature.positionOffset);
       const prefill = layout.prefill(batch.map((r) => r.inputIds), 0);
       await original.step({ batch: batch.length, sequenceLength: layout.promptWidth, inputIds: prefill.inputIds, attentionMask: prefill.attentionMask, totalLength: layout.promptWidth, positionIds: prefill.positionIds, logitPositions: prefill.lastPositions });
     }

@@ -69,7 +69,7 @@ export async function decodeOverhead(options: { steps?: number; rounds?: number;
     const block = async (variant: Variant): Promise<number> => {
       const session = sessions.get(variant.name)!;
       const compiled = new CompiledInterventions(prompts.map(() => variant.interventions?.(batch, model.hiddenSize)), model.hiddenSize, numLayers);
-      const layout = new BatchLayout(lengths, session.signature.paddingSide);
+      const layout = new BatchLayout(lengths, session.signature.paddingSide, session.signature.positionOffset);
       const prefill = layout.prefill(prompts, 0);
       let result = await session.step({
         batch, sequenceLength: layout.promptWidth, inputIds: prefill.inputIds, attentionMask: prefill.attentionMask, totalLength: layout.promptWidth,

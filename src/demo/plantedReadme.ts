@@ -55,7 +55,7 @@ embeds to the constant feature, filler and noise. After RMSNorm (rms = ${planted
 Trigger words (system-prompt vocabulary): ${list(TRAIT_TRIGGERS)} write +u; ${list(OPPOSITE_TRIGGERS)} write −u.
 
 **The persona head (block ${planted.personaLayer}, head 0).** Its query reads the constant feature, its key the salience feature,
-both on the rotary pair (7, 15), which with rope_theta = ${planted.ropeTheta.toExponential(0)} turns by less than 1e-7 rad over 4096 positions, so
+both on the rotary pair (7, 15), which with rope_theta = ${planted.ropeTheta.toExponential(0)} turns by about 1.3e-7 rad over 4096 positions, so
 the score does not depend on position: q·k/√${planted.headDim} = (${planted.queryWeight}·1.6)(${planted.keyWeight}·3.2)/4 = 19.2 at a trigger, 0 elsewhere. Softmax then puts
 weight 1 − O(n·e^-19) on the triggers before each position, so the head outputs the mean sign of the triggers seen so far
 (its value reads the sign feature: ±3.2) and the output projection writes it as ±${planted.traitShift}·u. Before the first

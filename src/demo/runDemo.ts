@@ -7,6 +7,7 @@ import { extractPersonaVectors } from '../experiments/extract.js';
 import { parseJudgeSpec } from '../judges/index.js';
 import { captureResiduals, generate, promptMessages, SteerableModel, type InterventionSpec } from '../runtime/index.js';
 import { cosine, dot, norm, normalize } from '../vectors/linalg.js';
+import { hashString } from '../vectors/random.js';
 import { readVectorFile } from '../vectors/vectorFile.js';
 import { ensurePlantedModel, type PlantedModel } from './plantedModel.js';
 
@@ -106,8 +107,9 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoReport> {
     const lexicon = loadLexicon(planted.lexiconFile);
     const questions = loadTrait('cheerful').evalQuestions.slice(0, options.questions ?? 8);
     const runs = conditions(planted);
+    // Rows of the same question share a seed across conditions, so the conditions are compared on paired samples.
     const rows = runs.flatMap((condition) =>
-      questions.map((question) => ({ inputIds: model.tokenizer.encodeChat(promptMessages(question, condition.system)), interventions: condition.interventions })),
+      questions.map((question, q) => ({ inputIds: model.tokenizer.encodeChat(promptMessages(question, condition.system)), interventions: condition.interventions, seed: hashString(`${options.seed ?? 0}:${q}`) })),
     );
     log(`generating ${rows.length} responses (${runs.length} conditions × ${questions.length} questions) in shared batches`);
     const result = await generate(model, rows, {
@@ -161,15 +163,18 @@ async function extractAndSteer(model: SteerableModel, planted: PlantedModel, que
     maxTokens: options.maxTokens ?? 40,
     seed: options.seed ?? 0,
     batchSize: 40,
+    // The demo owns this folder: a run with other settings (or an older demo model) is started over.
+    onSettingsChange: 'restart',
   });
   const extracted = readVectorFile(report.vectors.response_avg.file).vectors!;
   const cosineWithU = extracted.map((v) => (norm(v) === 0 ? 0 : cosine(v, planted.direction)));
   log(`cos(extracted, u) per layer: ${cosineWithU.map((c) => c.toFixed(3)).join(', ')}`);
   const direction = normalize(extracted[DEMO_LAYER]!);
   const rows = DEMO_COEFFICIENTS.flatMap((coefficient) =>
-    questions.map((question) => ({
+    questions.map((question, q) => ({
       inputIds: model.tokenizer.encodeChat(promptMessages(question, NEUTRAL_SYSTEM)),
       interventions: { steer: [{ layer: DEMO_LAYER, vector: direction, coefficient }] },
+      seed: hashString(`${options.seed ?? 0}:${q}`),
     })),
   );
   const result = await generate(model, rows, { maxNewTokens: options.maxTokens ?? 40, temperature: options.temperature ?? 1, seed: options.seed ?? 0 });

@@ -42,6 +42,8 @@ export interface ExtractOptions {
   /** Capture batches are sized to hold about this many residual floats across all layers. */
   captureBudget?: number;
   onProgress?: (stage: ExtractStage, done: number, total: number) => void;
+  /** What to do with a run directory made with other settings: refuse (default) or start it over. */
+  onSettingsChange?: 'error' | 'restart';
 }
 
 export type ExtractStage = 'rollouts' | 'judging' | 'capture';
@@ -104,18 +106,27 @@ function pairKey(row: { question_index: number; instruction_index: number; sampl
 /** The settings that decide what the rollouts and judgments are; a resumed run must match them. */
 function runIdentity(options: ExtractOptions, settings: { samples: number; maxTokens: number; temperature: number; seed: number; batchSize: number; antonym: string }): Record<string, unknown> {
   const traitHash = createHash('sha256').update(JSON.stringify([options.trait.instructions, options.trait.extractQuestions, options.trait.evalPrompt])).digest('hex').slice(0, 16);
-  return { model: options.model.folder.modelId, trait: options.trait.name, trait_hash: traitHash, judge: options.judge.spec, ...settings };
+  // The graph's bytes and its weight files' sizes: a rebuilt model must not reuse another model's rollouts.
+  const graphFile = options.model.folder.onnxFile;
+  const weightFiles = fs.readdirSync(path.dirname(graphFile)).filter((f) => f.startsWith(path.basename(graphFile)) && f !== path.basename(graphFile));
+  const modelHash = createHash('sha256')
+    .update(fs.readFileSync(graphFile))
+    .update(JSON.stringify(weightFiles.map((f) => [f, fs.statSync(path.join(path.dirname(graphFile), f)).size])))
+    .digest('hex')
+    .slice(0, 16);
+  return { model: options.model.folder.modelId, model_hash: modelHash, trait: options.trait.name, trait_hash: traitHash, judge: options.judge.spec, ...settings };
 }
 
-function checkRunDir(runDir: string, identity: Record<string, unknown>): void {
+function checkRunDir(runDir: string, identity: Record<string, unknown>, onChange: 'error' | 'restart'): void {
   const file = path.join(runDir, 'run.json');
   if (fs.existsSync(file)) {
     const previous = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
     const changed = Object.keys(identity).filter((key) => JSON.stringify(previous[key]) !== JSON.stringify(identity[key]));
-    if (changed.length > 0) {
+    if (changed.length === 0) return;
+    if (onChange === 'error') {
       throw new UserError(`${runDir} holds a run with other settings (${changed.map((k) => `${k}: ${JSON.stringify(previous[k])} → ${JSON.stringify(identity[k])}`).join(', ')}); use another --run-dir or delete it`);
     }
-    return;
+    for (const name of ['rollouts.jsonl', 'judgments.jsonl', 'report.json', 'report.md']) fs.rmSync(path.join(runDir, name), { force: true });
   }
   writeFileAtomic(file, `${JSON.stringify(identity, null, 2)}\n`);
 }
@@ -147,7 +158,7 @@ export async function extractPersonaVectors(options: ExtractOptions): Promise<Ex
   if (!(threshold >= 0 && threshold <= 100)) throw new UserError(`threshold must be between 0 and 100, got ${threshold}`);
   if (!(coherenceFloor >= 0 && coherenceFloor <= 100)) throw new UserError(`coherence floor must be between 0 and 100, got ${coherenceFloor}`);
   fs.mkdirSync(options.runDir, { recursive: true });
-  checkRunDir(options.runDir, runIdentity(options, { samples, maxTokens, temperature, seed, batchSize, antonym }));
+  checkRunDir(options.runDir, runIdentity(options, { samples, maxTokens, temperature, seed, batchSize, antonym }), options.onSettingsChange ?? 'error');
   const files = {
     rollouts: path.join(options.runDir, 'rollouts.jsonl'),
     judgments: path.join(options.runDir, 'judgments.jsonl'),

@@ -14,7 +14,7 @@ export { instrumentModel } from './rewrite.js';
 export { findResidualStream, type ExporterFamily, type ResidualStream, type ResidualUpdate } from './residualStream.js';
 
 /** Bumped whenever the rewrite changes, so stale cached graphs are not reused. */
-const INSTRUMENTATION_VERSION = 3;
+const INSTRUMENTATION_VERSION = 4;
 /** Graphs with more inline weight bytes than this get them moved to one shared cache file, not copied per layout. */
 const INLINE_WEIGHTS_LIMIT = 64 * 1024 * 1024;
 

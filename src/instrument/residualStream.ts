@@ -13,13 +13,15 @@ export interface ResidualUpdate {
   branchInput: number;
   /** Tensor holding the residual after this update; undefined for a final skip norm that does not expose it. */
   output: string | undefined;
+  /** ONNX element type of the residual at this update (float32 or float16; Casts on the path may change it). */
+  elemType: number;
 }
 
 export interface ResidualStream {
   family: ExporterFamily;
   /** Residual stream entering block 0 (embedding, after any scale). */
   embeddingOutput: string;
-  /** ONNX element type of the residual stream (float32 or float16). */
+  /** ONNX element type of the residual stream entering block 0 (float32 or float16). */
   residualElemType: number;
   /** Two updates per block: attention then MLP. */
   updates: ResidualUpdate[];
@@ -34,10 +36,7 @@ const TRANSPARENT = new Set(['Cast', 'Identity']);
 class GraphIndex {
   readonly producer = new Map<string, NodeProto>();
   readonly consumers = new Map<string, NodeProto[]>();
-  readonly constants = new Set<string>();
-
-  constructor(readonly nodes: readonly NodeProto[], initializers: readonly string[]) {
-    for (const name of initializers) this.constants.add(name);
+  constructor(readonly nodes: readonly NodeProto[]) {
     for (const node of nodes) {
       for (const output of node.output) if (output) this.producer.set(output, node);
       for (const input of node.input) {
@@ -46,7 +45,6 @@ class GraphIndex {
         if (list) list.push(node);
         else this.consumers.set(input, [node]);
       }
-      if (node.opType === 'Constant') for (const output of node.output) this.constants.add(output);
     }
   }
 
@@ -87,20 +85,23 @@ function findEmbeddingLookup(index: GraphIndex, inputIdsName: string): NodeProto
   return undefined;
 }
 
-/** The embedding table's float type (for 4-bit tables, the type of their scales). */
+/** The embedding's float type: the table's (for 4-bit tables, their scales'), else what value_info declares. */
 function embeddingElemType(graph: GraphProto, lookup: NodeProto): number {
   const tableInput = lookup.opType === 'GatherBlockQuantized' ? lookup.input[2] : lookup.input[0];
   const table = graph.initializer.find((t) => t.name === tableInput);
   if (table && (table.dataType === ElemType.FLOAT || table.dataType === ElemType.FLOAT16)) return table.dataType;
+  const declared = graph.valueInfo.find((v) => v.name === lookup.output[0]);
+  const type = declared?.type?.value;
+  if (type?.case === 'tensorType' && (type.value.elemType === ElemType.FLOAT || type.value.elemType === ElemType.FLOAT16)) return type.value.elemType;
   return ElemType.FLOAT;
 }
 
-function updateAt(index: GraphIndex, residual: string): ResidualUpdate | undefined {
+function updateAt(index: GraphIndex, residual: string, elemType: number): ResidualUpdate | undefined {
   for (const node of index.consumersOf(residual)) {
     if (SKIP_NORMS.has(node.opType) && (node.input[0] === residual || node.input[1] === residual)) {
       const residualInput = node.input[0] === residual ? 0 : 1;
       const output = node.output[3] ? node.output[3] : undefined;
-      return { kind: 'skipNorm', node, residualInput, branchInput: 1 - residualInput, output };
+      return { kind: 'skipNorm', node, residualInput, branchInput: 1 - residualInput, output, elemType };
     }
   }
   for (const node of index.consumersOf(residual)) {
@@ -109,8 +110,23 @@ function updateAt(index: GraphIndex, residual: string): ResidualUpdate | undefin
     if (residualInput < 0) continue;
     const branch = node.input[1 - residualInput]!;
     if (branch !== residual && index.dependsOn(branch, residual)) {
-      return { kind: 'add', node, residualInput, branchInput: 1 - residualInput, output: node.output[0] };
+      return { kind: 'add', node, residualInput, branchInput: 1 - residualInput, output: node.output[0], elemType };
     }
+  }
+  return undefined;
+}
+
+/**
+ * The next update of the residual held in `residual`, looking through Cast/Identity nodes on the way (fp16
+ * conversions and the builder's float32 layer-norm variants put them on the residual path).
+ */
+function nextUpdate(index: GraphIndex, residual: string, elemType: number, depth = 0): ResidualUpdate | undefined {
+  const direct = updateAt(index, residual, elemType);
+  if (direct || depth >= 4) return direct;
+  for (const node of index.consumersOf(residual)) {
+    if (!TRANSPARENT.has(node.opType) || !node.output[0]) continue;
+    const found = nextUpdate(index, node.output[0], node.opType === 'Cast' ? (getIntAttribute(node, 'to') ?? elemType) : elemType, depth + 1);
+    if (found) return found;
   }
   return undefined;
 }
@@ -128,27 +144,28 @@ export function findResidualStream(model: ModelProto, expectedLayers?: number): 
   if (!inputNames.includes('input_ids')) {
     throw new UserError(`the graph is not a decoder: it has no input_ids input (inputs: ${inputNames.join(', ') || 'none'})`);
   }
-  const index = new GraphIndex(graph.node, graph.initializer.map((t) => t.name));
+  const index = new GraphIndex(graph.node);
   const lookup = findEmbeddingLookup(index, 'input_ids');
   if (!lookup) throw new UserError('the graph is not a decoder: no embedding lookup (Gather) reads input_ids');
 
   let residual = lookup.output[0]!;
   let residualElemType = embeddingElemType(graph, lookup);
   const updates: ResidualUpdate[] = [];
-  for (let guard = 0; guard < 8 && !updateAt(index, residual); guard++) {
-    // Before the first update the embedding may be scaled (Gemma: × √hidden) or cast.
+  const inputIds = 'input_ids';
+  for (let guard = 0; guard < 8 && !nextUpdate(index, residual, residualElemType); guard++) {
+    // Before the first update the embedding may be scaled (Gemma: × √hidden, by a constant that need not be folded).
     const step = index.consumersOf(residual).find(
-      (node) => TRANSPARENT.has(node.opType) || (node.opType === 'Mul' && node.input.some((input) => input !== residual && index.constants.has(input))),
+      (node) => node.opType === 'Mul' && node.input.some((input) => input !== residual && !index.dependsOn(input, inputIds)),
     );
     if (!step) break;
-    if (step.opType === 'Cast') residualElemType = getIntAttribute(step, 'to') ?? residualElemType;
     residual = step.output[0]!;
   }
   const embeddingOutput = residual;
   for (;;) {
-    const update = updateAt(index, residual);
+    const update = nextUpdate(index, residual, residualElemType);
     if (!update) break;
     updates.push(update);
+    residualElemType = update.elemType;
     if (!update.output) break;
     residual = update.output;
   }
@@ -162,5 +179,5 @@ export function findResidualStream(model: ModelProto, expectedLayers?: number): 
     throw new UserError(`the residual walk found ${numLayers} decoder layers but the config says num_hidden_layers = ${expectedLayers}`);
   }
   const family: ExporterFamily = updates.some((u) => u.kind === 'skipNorm') ? 'builder' : 'optimum';
-  return { family, embeddingOutput, residualElemType, updates, blockOutputs: updates.filter((_, i) => i % 2 === 1), numLayers };
+  return { family, embeddingOutput, residualElemType: updates[0]!.elemType, updates, blockOutputs: updates.filter((_, i) => i % 2 === 1), numLayers };
 }

@@ -25,7 +25,6 @@ export function instrumentModel(model: ModelProto, stream: ResidualStream, layou
   const graph = model.graph!;
   const opset = Number(model.opsetImport.find((o) => o.domain === '' || o.domain === 'ai.onnx')?.version ?? 0n);
   if (opset < 12) throw new UserError(`the graph uses ONNX opset ${opset}; instrumentation needs opset 12 or newer`);
-  const fp16 = stream.residualElemType === ElemType.FLOAT16;
   const before = new Map<NodeProto, NodeProto[]>();
   const after = new Map<NodeProto, NodeProto[]>();
   const appended: NodeProto[] = [];
@@ -46,10 +45,9 @@ export function instrumentModel(model: ModelProto, stream: ResidualStream, layou
   const layers = [...new Set([...layout.capture, ...layout.steer, ...layout.clamp])].sort((a, b) => a - b);
   const newInputs: ReturnType<typeof valueInfo>[] = [];
   const newOutputs: ReturnType<typeof valueInfo>[] = [];
-  const rename = new Map<string, { from: string; to: string; skip: Set<NodeProto> }>();
 
   /** Builds delta (float32) from the float32 residual `h`; returns its name. */
-  const deltaNodes = (sink: NodeProto[], layer: number, h32: (() => string) | undefined): string => {
+  const deltaNodes = (sink: NodeProto[], layer: number, h32: () => string): string => {
     const scope = `/persona/layers.${layer}`;
     let steerTerm: string | undefined;
     if (steerLayers.has(layer)) {
@@ -64,7 +62,7 @@ export function instrumentModel(model: ModelProto, stream: ResidualStream, layou
     newInputs.push(valueInfo(names.clampLower(layer), ElemType.FLOAT, ['batch_size', 1, k]));
     newInputs.push(valueInfo(names.clampUpper(layer), ElemType.FLOAT, ['batch_size', 1, k]));
     newInputs.push(valueInfo(names.clampGate(layer), ElemType.FLOAT, ['batch_size', 'sequence_length', 1]));
-    const steered = steerTerm ? makeNode(sink, 'Add', [h32!(), steerTerm], `${scope}/clamp/Add_steer`) : h32!();
+    const steered = steerTerm ? makeNode(sink, 'Add', [h32(), steerTerm], `${scope}/clamp/Add_steer`) : h32();
     const directionsT = makeNode(sink, 'Transpose', [names.clampDirections(layer)], `${scope}/clamp/Transpose`, { perm: { ints: [1, 0] } });
     const projection = makeNode(sink, 'MatMul', [steered, directionsT], `${scope}/clamp/MatMul_project`);
     const clipped = makeNode(sink, 'Max', [makeNode(sink, 'Min', [projection, names.clampUpper(layer)], `${scope}/clamp/Min`), names.clampLower(layer)], `${scope}/clamp/Max`);
@@ -76,34 +74,38 @@ export function instrumentModel(model: ModelProto, stream: ResidualStream, layou
   for (const layer of layers) {
     const update = stream.blockOutputs[layer]!;
     const scope = `/persona/layers.${layer}`;
+    const fp16 = update.elemType === ElemType.FLOAT16;
     const intervenes = steerLayers.has(layer) || clampLayers.has(layer);
+    const node = update.node;
     let captured: string;
     if (update.kind === 'add') {
-      const original = update.output!;
-      captured = original;
+      const residual = update.output!;
+      captured = residual;
       if (intervenes) {
+        // The Add's own result gets a new name and ours takes the old one, so every consumer and any graph output
+        // of that tensor sees the intervened residual without rewiring.
+        const unsteered = `${residual}/before_intervention`;
+        node.output[0] = unsteered;
         const sink: NodeProto[] = [];
         let h32Name: string | undefined;
-        const h32 = () => (h32Name ??= fp16 ? castTo(sink, original, ElemType.FLOAT, `${scope}/Cast_residual`) : original);
+        const h32 = () => (h32Name ??= fp16 ? castTo(sink, unsteered, ElemType.FLOAT, `${scope}/Cast_residual`) : unsteered);
         const delta = deltaNodes(sink, layer, h32);
         const deltaInType = fp16 ? castTo(sink, delta, ElemType.FLOAT16, `${scope}/Cast_delta`) : delta;
-        const updated = makeNode(sink, 'Add', [original, deltaInType], `${scope}/Add_intervention`);
-        after.set(update.node, sink);
-        rename.set(original, { from: original, to: updated, skip: new Set(sink) });
-        captured = updated;
+        makeNode(sink, 'Add', [unsteered, deltaInType], `${scope}/Add_intervention`, {}, residual);
+        after.set(node, sink);
       }
     } else {
-      const node = update.node;
       if (intervenes) {
         const sink: NodeProto[] = [];
         const root = node.input[update.residualInput]!;
         const branch = node.input[update.branchInput]!;
+        // SkipSimplifiedLayerNormalization's bias is input 3; SkipLayerNormalization has beta there and bias at 4.
+        const bias = node.input[node.opType === 'SkipLayerNormalization' ? 4 : 3];
         let h32Name: string | undefined;
         const h32 = () => {
           if (h32Name) return h32Name;
-          const operands = [root, branch];
-          let sum = makeNode(sink, 'Add', operands, `${scope}/Add_sum`);
-          if (node.input[3]) sum = makeNode(sink, 'Add', [sum, node.input[3]], `${scope}/Add_bias`);
+          let sum = makeNode(sink, 'Add', [root, branch], `${scope}/Add_sum`);
+          if (bias) sum = makeNode(sink, 'Add', [sum, bias], `${scope}/Add_bias`);
           h32Name = fp16 ? castTo(sink, sum, ElemType.FLOAT, `${scope}/Cast_residual`) : sum;
           return h32Name;
         };
@@ -121,21 +123,6 @@ export function instrumentModel(model: ModelProto, stream: ResidualStream, layou
     if (captureLayers.has(layer)) {
       makeNode(appended, 'Identity', [captured], `${scope}/capture`, {}, names.residual(layer));
       newOutputs.push(valueInfo(names.residual(layer)));
-    }
-  }
-
-  for (const { from, to, skip } of rename.values()) {
-    for (const node of graph.node) {
-      if (skip.has(node)) continue;
-      node.input.forEach((input, i) => {
-        if (input === from) node.input[i] = to;
-      });
-    }
-    for (const node of [...after.values(), ...before.values()].flat()) {
-      if (skip.has(node)) continue;
-      node.input.forEach((input, i) => {
-        if (input === from) node.input[i] = to;
-      });
     }
   }
 

@@ -7,9 +7,14 @@ import { UserError } from '../errors.js';
  * the same folder, fsync it, then rename it over the target.
  */
 export function writeFileAtomic(target: string, data: string | Uint8Array | readonly Uint8Array[]): void {
-  fs.mkdirSync(path.dirname(target), { recursive: true });
   const temporary = `${target}.tmp-${process.pid}-${Date.now().toString(36)}`;
-  const fd = fs.openSync(temporary, 'w');
+  let fd: number;
+  try {
+    fs.mkdirSync(path.dirname(target), { recursive: true });
+    fd = fs.openSync(temporary, 'w');
+  } catch (error) {
+    throw new UserError(`cannot write ${target}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+  }
   try {
     if (typeof data === 'string' || data instanceof Uint8Array) fs.writeSync(fd, data as never);
     else for (const chunk of data) fs.writeSync(fd, chunk);

@@ -147,25 +147,3 @@ export function makeExternal(tensor: TensorProto, location: string, offset: numb
 export function externalLocation(tensor: TensorProto): string | undefined {
   return tensor.externalData.find((entry) => entry.key === 'location')?.value;
 }
-
-/** Values of a small constant tensor (shapes, axes, scalars) as numbers; undefined for external or unknown data. */
-export function tensorValues(tensor: TensorProto): number[] | undefined {
-  if (tensor.dataLocation === TensorProto_DataLocation.EXTERNAL) return undefined;
-  const raw = tensor.rawData;
-  if (raw.byteLength > 0) {
-    const copy = raw.slice();
-    switch (tensor.dataType) {
-      case ElemType.FLOAT: return Array.from(new Float32Array(copy.buffer));
-      case ElemType.DOUBLE: return Array.from(new Float64Array(copy.buffer));
-      case ElemType.INT32: return Array.from(new Int32Array(copy.buffer));
-      case ElemType.INT64: return Array.from(new BigInt64Array(copy.buffer), Number);
-      case ElemType.UINT8: case ElemType.BOOL: return Array.from(copy);
-      default: return undefined;
-    }
-  }
-  if (tensor.floatData.length) return [...tensor.floatData];
-  if (tensor.int64Data.length) return tensor.int64Data.map(Number);
-  if (tensor.int32Data.length) return [...tensor.int32Data];
-  if (tensor.doubleData.length) return [...tensor.doubleData];
-  return [];
-}

@@ -9,7 +9,12 @@ export class BatchLayout {
   /** Decode steps taken so far. */
   private steps = 0;
 
-  constructor(readonly lengths: readonly number[], readonly side: 'left' | 'right') {
+  constructor(
+    readonly lengths: readonly number[],
+    readonly side: 'left' | 'right',
+    /** Position id of each row's first token (1 for Gemma 3 exports). */
+    readonly positionOffset = 0,
+  ) {
     this.batch = lengths.length;
     this.promptWidth = Math.max(...lengths);
   }
@@ -36,7 +41,7 @@ export class BatchLayout {
         if (index >= 0) {
           inputIds[at] = BigInt(tokens[index]!);
           attentionMask[at] = 1n;
-          positionIds[at] = BigInt(index);
+          positionIds[at] = BigInt(index + this.positionOffset);
         } else {
           // Padding: Hugging Face gives pads position 1; any value works since they are masked.
           positionIds[at] = 1n;
@@ -57,7 +62,7 @@ export class BatchLayout {
       const valid = length + this.steps;
       const start = this.side === 'left' ? total - valid : 0;
       attentionMask.fill(1n, row * total + start, row * total + start + valid);
-      positionIds[row] = BigInt(length + this.steps - 1);
+      positionIds[row] = BigInt(length + this.steps - 1 + this.positionOffset);
     });
     return { inputIds: BigInt64Array.from(tokens, (t) => BigInt(t)), attentionMask, positionIds, totalLength: total };
   }

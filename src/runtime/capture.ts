@@ -42,7 +42,7 @@ export async function captureResiduals(model: SteerableModel, rows: readonly Cap
   const session = await model.session({ capture: layers, steer: compiled.steerLayers, clamp: compiled.clampLayers, captureOnly: !options.returnLogits });
   const lengths = rows.map((r) => r.inputIds.length);
   const promptLengths = rows.map((r) => r.promptLength ?? r.inputIds.length);
-  const layout = new BatchLayout(lengths, session.signature.paddingSide);
+  const layout = new BatchLayout(lengths, session.signature.paddingSide, session.signature.positionOffset);
   const padId = model.folder.padTokenId ?? model.folder.eosTokenIds[0] ?? 0;
   const prefill = layout.prefill(rows.map((r) => r.inputIds), padId);
   const width = layout.promptWidth;

@@ -41,8 +41,6 @@ export interface TokenEvent {
   row: number;
   step: number;
   tokenId: number;
-  /** Monitored projections at the position that produced this token. */
-  projections: Record<string, number>;
 }
 
 export type FinishReason = 'eos' | 'stop' | 'length';
@@ -50,10 +48,15 @@ export type FinishReason = 'eos' | 'stop' | 'length';
 export interface MonitorReadout {
   name: string;
   layer: number;
-  /** perToken[row][k]: projection on the unit direction of the residual at the position that produced token k. */
+  /**
+   * perToken[row][k]: projection on the unit direction of the residual at generated token k's own position (as
+   * Persona Vectors and the Assistant Axis read response tokens); a final end-of-turn token is not read.
+   */
   perToken: number[][];
-  /** Mean of perToken per row (the per-turn projection). */
+  /** Mean of perToken per row: the response-average projection of the turn. */
   mean: number[];
+  /** Projection at the last prompt token, the state the response starts from (Persona Vectors' prompt_last). */
+  promptLast: number[];
 }
 
 export interface GenerationResult {
@@ -108,7 +111,7 @@ export async function generate(model: SteerableModel, rows: readonly GenerationR
 
   const batch = rows.length;
   const lengths = rows.map((r) => r.inputIds.length);
-  const layout = new BatchLayout(lengths, session.signature.paddingSide);
+  const layout = new BatchLayout(lengths, session.signature.paddingSide, session.signature.positionOffset);
   const eos = new Set(options.eosTokenIds ?? model.folder.eosTokenIds);
   const padId = model.folder.padTokenId ?? model.folder.eosTokenIds[0] ?? 0;
   const rngs = rows.map((row, i) => new Rng(row.seed ?? hashString(`${options.seed ?? 0}:${i}`)));
@@ -120,7 +123,25 @@ export async function generate(model: SteerableModel, rows: readonly GenerationR
   const stopCut: (number | undefined)[] = rows.map(() => undefined);
 
   const hidden = model.hiddenSize;
-  const consume = (logits: Float32Array, vocab: number, residuals: Map<number, Float32Array>, sequenceLength: number, positions: readonly number[], step: number): number[] => {
+  const promptLast = monitors.map(() => rows.map(() => NaN));
+  const project = (residuals: Map<number, Float32Array>, sequenceLength: number, row: number, position: number, monitor: (typeof monitors)[number]) => {
+    const start = (row * sequenceLength + position) * hidden;
+    return dot(residuals.get(monitor.layer)!.subarray(start, start + hidden), monitor.unit);
+  };
+  /** Generated token k is read at its own position, i.e. in the step that feeds it (a final eos is not read). */
+  const unread = (row: number) => {
+    const sequence = sequences[row]!;
+    const readable = finishReasons[row] === 'eos' ? sequence.length - 1 : sequence.length;
+    return perToken[0]![row]!.length < readable;
+  };
+  const readFedTokens = (residuals: Map<number, Float32Array>) => {
+    if (monitors.length === 0) return;
+    for (let row = 0; row < batch; row++) {
+      if (!unread(row)) continue;
+      monitors.forEach((monitor, m) => perToken[m]![row]!.push(project(residuals, 1, row, 0, monitor)));
+    }
+  };
+  const sampleNext = (logits: Float32Array, vocab: number, step: number): number[] => {
     const next: number[] = [];
     for (let row = 0; row < batch; row++) {
       if (finishReasons[row]) {
@@ -128,18 +149,13 @@ export async function generate(model: SteerableModel, rows: readonly GenerationR
         continue;
       }
       const rowLogits = logits.subarray(row * vocab, (row + 1) * vocab);
+      if (!rowLogits.some(Number.isFinite)) {
+        throw new UserError(`the model produced no finite logits for row ${row} at step ${step}: an intervention is probably too large`);
+      }
       logitsTrace?.[row]!.push(rowLogits.slice());
-      const projections: Record<string, number> = {};
-      monitors.forEach((monitor, m) => {
-        const residual = residuals.get(monitor.layer)!;
-        const start = (row * sequenceLength + positions[row]!) * hidden;
-        const value = dot(residual.subarray(start, start + hidden), monitor.unit);
-        perToken[m]![row]!.push(value);
-        projections[monitor.name] = value;
-      });
       const token = sampleToken(rowLogits, options, rngs[row]!);
       sequences[row]!.push(token);
-      options.onToken?.({ row, step, tokenId: token, projections });
+      options.onToken?.({ row, step, tokenId: token });
       if (eos.has(token)) finishReasons[row] = 'eos';
       else if (options.stopStrings?.length) {
         const text = decode(sequences[row]!);
@@ -168,10 +184,11 @@ export async function generate(model: SteerableModel, rows: readonly GenerationR
     interventionFeeds: compiled.feeds(width, (row, position) => layout.prefillTokenIndex(row, position), lengths),
     capture: captureLayers,
   });
-  let tokens = consume(result.logits, result.vocabSize, result.residuals, width, prefill.lastPositions, 0);
+  monitors.forEach((monitor, m) => rows.forEach((_, row) => (promptLast[m]![row] = project(result.residuals, width, row, prefill.lastPositions[row]!, monitor))));
+  let tokens = sampleNext(result.logits, result.vocabSize, 0);
   let past: KvCache = result.present;
-  for (let step = 1; finishReasons.some((r) => r === undefined); step++) {
-    const next = layout.decode(tokens);
+  const decodeStep = async (fed: number[]) => {
+    const next = layout.decode(fed);
     result = await session.step({
       batch,
       sequenceLength: 1,
@@ -185,8 +202,14 @@ export async function generate(model: SteerableModel, rows: readonly GenerationR
       capture: captureLayers,
     });
     past = result.present;
-    tokens = consume(result.logits, result.vocabSize, result.residuals, 1, new Array(batch).fill(0), step);
+    readFedTokens(result.residuals);
+  };
+  for (let step = 1; finishReasons.some((r) => r === undefined); step++) {
+    await decodeStep(tokens);
+    tokens = sampleNext(result.logits, result.vocabSize, step);
   }
+  // The last generated tokens have not been fed yet: one more step reads them (only when monitoring).
+  if (monitors.length && rows.some((_, row) => unread(row))) await decodeStep(tokens);
 
   const texts = sequences.map((ids, row) => {
     const text = decode(ids);
@@ -196,7 +219,8 @@ export async function generate(model: SteerableModel, rows: readonly GenerationR
     name: monitor.name,
     layer: monitor.layer,
     perToken: perToken[m]!,
-    mean: perToken[m]!.map((values) => values.reduce((a, b) => a + b, 0) / values.length),
+    mean: perToken[m]!.map((values) => (values.length ? values.reduce((a, b) => a + b, 0) / values.length : NaN)),
+    promptLast: promptLast[m]!,
   }));
   if (options.driftLog && monitors.length) appendDriftLog(options.driftLog, sequences, projections);
   return { sequences, finishReasons: finishReasons as FinishReason[], texts, projections, ...(logitsTrace ? { logits: logitsTrace } : {}) };
@@ -209,7 +233,7 @@ function appendDriftLog(file: string, sequences: number[][], projections: Monito
       time: new Date().toISOString(),
       row,
       tokens,
-      projections: Object.fromEntries(projections.map((p) => [p.name, { layer: p.layer, perToken: p.perToken[row], mean: p.mean[row] }])),
+      projections: Object.fromEntries(projections.map((p) => [p.name, { layer: p.layer, perToken: p.perToken[row], mean: p.mean[row], promptLast: p.promptLast[row] }])),
     }),
   );
   fs.appendFileSync(file, `${lines.join('\n')}\n`);

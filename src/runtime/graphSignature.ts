@@ -4,7 +4,8 @@ import { describeValueInfo, ElemType, type ModelProto } from '../onnx/proto.js';
 /** How the generation loop must talk to a decoder graph. */
 export interface DecoderSignature {
   hasPositionIds: boolean;
-  hasNumLogitsToKeep: boolean;
+  /** Newer exports take how many positions' logits to return (`num_logits_to_keep` or `logits_to_keep`). */
+  logitsToKeep: { name: string; rank: number } | undefined;
   numLayers: number;
   pastKeys: string[];
   pastValues: string[];
@@ -19,9 +20,13 @@ export interface DecoderSignature {
    * batches are right-padded; graphs with an explicit mask (Optimum, MultiHeadAttention) are left-padded.
    */
   paddingSide: 'left' | 'right';
+  /** First position id: transformers.js counts from 1 for Gemma 3 exports, from 0 otherwise. */
+  positionOffset: number;
 }
 
-export function readDecoderSignature(model: ModelProto, expected: { numLayers: number; numKvHeads: number; headDim: number }): DecoderSignature {
+const ONE_BASED_POSITIONS = new Set(['gemma3', 'gemma3_text', 'paligemma']);
+
+export function readDecoderSignature(model: ModelProto, expected: { numLayers: number; numKvHeads: number; headDim: number; modelType?: string }): DecoderSignature {
   const graph = model.graph!;
   const inputs = new Map(graph.input.map((i) => [i.name, i]));
   const outputs = new Set(graph.output.map((o) => o.name));
@@ -51,9 +56,10 @@ export function readDecoderSignature(model: ModelProto, expected: { numLayers: n
   const numKvHeads = typeof dims[1] === 'number' ? dims[1] : expected.numKvHeads;
   const headDim = typeof dims[3] === 'number' ? dims[3] : expected.headDim;
   const usesGqa = graph.node.some((n) => n.opType === 'GroupQueryAttention');
+  const keepInput = ['num_logits_to_keep', 'logits_to_keep'].map((name) => inputs.get(name)).find((input) => input !== undefined);
   return {
     hasPositionIds: inputs.has('position_ids'),
-    hasNumLogitsToKeep: inputs.has('num_logits_to_keep'),
+    logitsToKeep: keepInput ? { name: keepInput.name, rank: describeValueInfo(keepInput).dims?.length ?? 0 } : undefined,
     numLayers: pastKeys.length,
     pastKeys,
     pastValues,
@@ -63,5 +69,6 @@ export function readDecoderSignature(model: ModelProto, expected: { numLayers: n
     numKvHeads,
     headDim,
     paddingSide: usesGqa ? 'right' : 'left',
+    positionOffset: ONE_BASED_POSITIONS.has(expected.modelType ?? '') ? 1 : 0,
   };
 }

@@ -1,7 +1,7 @@
 import ort from 'onnxruntime-node';
 import { UserError } from '../errors.js';
 import { instrumentNames } from '../instrument/index.js';
-import { allFinite, norm, normalize } from '../vectors/linalg.js';
+import { allFinite, dot, norm, normalize } from '../vectors/linalg.js';
 
 /**
  * Where and when interventions apply, as plain serialisable data (the same spec drives capture and generation):
@@ -137,6 +137,9 @@ export class CompiledInterventions {
         for (let i = 0; i < hiddenSize; i++) {
           const at = row * hiddenSize + i;
           entry.vectors[at] = entry.vectors[at]! + Math.fround(coefficient * steer.vector[i]!);
+          if (!Number.isFinite(entry.vectors[at]!)) {
+            throw new UserError(`steering at layer ${steer.layer} overflows float32 (coefficient ${coefficient} × the vector); use a smaller coefficient`);
+          }
         }
       }
     });
@@ -175,6 +178,22 @@ export class CompiledInterventions {
         const at = use.row * count + use.index;
         entry.lower[at] = Math.max(entry.lower[at]!, use.lower);
         entry.upper[at] = Math.min(entry.upper[at]!, use.upper);
+        if (entry.lower[at]! > entry.upper[at]!) {
+          throw new UserError(`row ${use.row} clamps layer ${layer} to an empty range: floor ${entry.lower[at]} above ceiling ${entry.upper[at]}`);
+        }
+      }
+      // Corrections along several directions are computed from the same residual; they only hold every bound at
+      // once when the directions a row uses are orthogonal.
+      for (let row = 0; row < batch; row++) {
+        const used = [...new Set(uses.filter((u) => u.row === row).map((u) => u.index))];
+        for (let a = 0; a < used.length; a++) {
+          for (let b = a + 1; b < used.length; b++) {
+            const overlap = dot(directions[used[a]!]!, directions[used[b]!]!);
+            if (Math.abs(overlap) > 1e-3) {
+              throw new UserError(`row ${row} clamps layer ${layer} along directions that are not orthogonal (cosine ${overlap.toFixed(3)}); the corrections would interfere — clamp one of them, or orthogonalise them first`);
+            }
+          }
+        }
       }
       this.clamp.set(layer, entry);
     }

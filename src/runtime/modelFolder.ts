@@ -49,8 +49,10 @@ export function locateModelDir(location: string, modelsDir = 'models'): string {
 
 function pickOnnxFile(dir: string, requestedDtype: string | undefined, configDtype: string | undefined): { file: string; dtype: string } {
   const onnxDir = path.join(dir, 'onnx');
-  const available = fs.existsSync(onnxDir) ? fs.readdirSync(onnxDir).filter((f) => /^model.*\.onnx$/.test(f)) : [];
-  const dtypeOf = (file: string) => Object.entries(dtypeSuffixes).find(([, suffix]) => file === `model${suffix}.onnx`)?.[0] ?? file;
+  // Only transformers.js' own file names count: other .onnx files (an instrumented copy, say) are not candidates.
+  const known = new Set(Object.values(dtypeSuffixes).map((suffix) => `model${suffix}.onnx`));
+  const available = fs.existsSync(onnxDir) ? fs.readdirSync(onnxDir).filter((f) => known.has(f)) : [];
+  const dtypeOf = (file: string) => Object.entries(dtypeSuffixes).find(([, suffix]) => file === `model${suffix}.onnx`)![0];
   if (available.length === 0) throw new UserError(`no ONNX model in ${onnxDir} (expected onnx/model*.onnx)`);
   const wanted = requestedDtype ?? configDtype;
   if (wanted) {
@@ -114,8 +116,8 @@ export function resolveModelFolder(location: string, options: { dtype?: string; 
     const file = path.join(dir, String(decoder.filename ?? 'model.onnx'));
     if (!fs.existsSync(file)) throw new UserError(`ONNX model not found: ${file}`);
     const numHeads = positive(decoder.num_attention_heads, 'decoder.num_attention_heads', dir);
-    // Tokenizer files are authoritative for special tokens; genai_config ids are only a fallback.
-    const eos = tokenizerSpecials.eos.length ? tokenizerSpecials.eos : asIdList(genai.eos_token_id);
+    // Stop on the tokenizer's eos and every id genai_config lists (Phi-3 lists several end-of-turn ids).
+    const eos = [...new Set([...tokenizerSpecials.eos, ...asIdList(genai.eos_token_id)])];
     return {
       dir, format: 'genai', onnxFile: file, dtype: 'as exported', modelId: modelIdFor(dir, modelsDir),
       numLayers: positive(decoder.num_hidden_layers, 'decoder.num_hidden_layers', dir),

@@ -73,27 +73,28 @@ export class DecoderSession {
     const model = readModel(folder.onnxFile);
     const signature = readDecoderSignature(model, folder);
     const sessionOptions: ort.InferenceSession.SessionOptions = {
-      executionProviders: executionProviders(device),
       graphOptimizationLevel: options.optimizationLevel ?? 'all',
       // Errors reach the user through exceptions; onnxruntime's own warnings would only add noise on stderr.
       logSeverityLevel: 3,
       ...(options.intraOpThreads ? { intraOpNumThreads: options.intraOpThreads } : {}),
     };
+    // Original and instrumented graphs load the same way (bytes + the folder their external data is relative to),
+    // so the comparison between them is of the graphs alone.
+    const graph = layout
+      ? loadInstrumentedGraph(folder.onnxFile, layout, { hiddenSize: folder.hiddenSize, numLayers: folder.numLayers, cacheDir: options.cacheDir })
+      : { file: folder.onnxFile, externalDataDir: path.dirname(path.resolve(folder.onnxFile)), stream: undefined };
+    const providers = executionProviders(device);
+    let session: ort.InferenceSession;
     try {
-      // Original and instrumented graphs load the same way (bytes + the folder their external data is relative to),
-      // so the comparison between them is of the graphs alone.
-      const graph = layout
-        ? loadInstrumentedGraph(folder.onnxFile, layout, { hiddenSize: folder.hiddenSize, numLayers: folder.numLayers, cacheDir: options.cacheDir })
-        : { file: folder.onnxFile, externalDataDir: path.dirname(path.resolve(folder.onnxFile)), stream: undefined };
-      const session = await ort.InferenceSession.create(fs.readFileSync(graph.file), {
+      session = await ort.InferenceSession.create(fs.readFileSync(graph.file), {
         ...sessionOptions,
+        executionProviders: providers,
         extra: { session: { model_external_initializers_file_folder_path: graph.externalDataDir } },
       });
-      return new DecoderSession(session, folder, signature, layout, graph.stream);
     } catch (error) {
-      if (error instanceof Error && error.name === 'UserError') throw error;
       return explainSessionError(error, device);
     }
+    return new DecoderSession(session, folder, signature, layout, graph.stream);
   }
 
   emptyCache(batch: number): KvCache {
@@ -102,40 +103,37 @@ export class DecoderSession {
     return { keys: Array.from({ length: numLayers }, make), values: Array.from({ length: numLayers }, make) };
   }
 
-  private readonly offFeedCache = new Map<string, Map<string, ort.Tensor>>();
+  private readonly offFeedCache = new Map<string, ort.Tensor>();
 
   /**
-   * Feeds for layout inputs the caller did not set: zero steering, ±∞ clamp bounds with one zero direction. They
-   * depend only on the batch shape, so they are made once per shape (onnxruntime copies inputs, never writes them).
+   * Feeds for layout inputs the caller did not set: zero steering, ±∞ clamp bounds with one zero direction. Those
+   * that depend only on the batch size (and decode-step gates) are made once and reused: onnxruntime copies inputs
+   * and never writes them. Prefill gates vary with the prompt width, so they are made per call.
    */
   private offFeeds(batch: number, sequenceLength: number, given: Record<string, ort.Tensor>): Record<string, ort.Tensor> {
     const feeds: Record<string, ort.Tensor> = {};
     if (!this.layout) return feeds;
     const hidden = this.folder.hiddenSize;
-    const shapeKey = `${batch}x${sequenceLength}`;
-    let cache = this.offFeedCache.get(shapeKey);
-    if (!cache) {
-      cache = new Map();
-      this.offFeedCache.set(shapeKey, cache);
-    }
-    const set = (name: string, make: () => ort.Tensor) => {
+    const set = (name: string, perStep: boolean, make: () => ort.Tensor) => {
       if (name in given) return;
-      let tensor = cache.get(name);
+      const key = `${name}|${batch}|${perStep ? sequenceLength : ''}`;
+      const reusable = !perStep || sequenceLength === 1;
+      let tensor = reusable ? this.offFeedCache.get(key) : undefined;
       if (!tensor) {
         tensor = make();
-        cache.set(name, tensor);
+        if (reusable) this.offFeedCache.set(key, tensor);
       }
       feeds[name] = tensor;
     };
     for (const layer of this.layout.steer) {
-      set(instrumentNames.steerVector(layer), () => new ort.Tensor('float32', new Float32Array(batch * hidden), [batch, 1, hidden]));
-      set(instrumentNames.steerGate(layer), () => new ort.Tensor('float32', new Float32Array(batch * sequenceLength), [batch, sequenceLength, 1]));
+      set(instrumentNames.steerVector(layer), false, () => new ort.Tensor('float32', new Float32Array(batch * hidden), [batch, 1, hidden]));
+      set(instrumentNames.steerGate(layer), true, () => new ort.Tensor('float32', new Float32Array(batch * sequenceLength), [batch, sequenceLength, 1]));
     }
     for (const layer of this.layout.clamp) {
-      set(instrumentNames.clampDirections(layer), () => new ort.Tensor('float32', new Float32Array(hidden), [1, hidden]));
-      set(instrumentNames.clampLower(layer), () => new ort.Tensor('float32', new Float32Array(batch).fill(-Infinity), [batch, 1, 1]));
-      set(instrumentNames.clampUpper(layer), () => new ort.Tensor('float32', new Float32Array(batch).fill(Infinity), [batch, 1, 1]));
-      set(instrumentNames.clampGate(layer), () => new ort.Tensor('float32', new Float32Array(batch * sequenceLength), [batch, sequenceLength, 1]));
+      set(instrumentNames.clampDirections(layer), false, () => new ort.Tensor('float32', new Float32Array(hidden), [1, hidden]));
+      set(instrumentNames.clampLower(layer), false, () => new ort.Tensor('float32', new Float32Array(batch).fill(-Infinity), [batch, 1, 1]));
+      set(instrumentNames.clampUpper(layer), false, () => new ort.Tensor('float32', new Float32Array(batch).fill(Infinity), [batch, 1, 1]));
+      set(instrumentNames.clampGate(layer), true, () => new ort.Tensor('float32', new Float32Array(batch * sequenceLength), [batch, sequenceLength, 1]));
     }
     return feeds;
   }
@@ -154,7 +152,8 @@ export class DecoderSession {
       if (!request.positionIds) throw new Error('this graph needs position_ids');
       feeds.position_ids = new ort.Tensor('int64', request.positionIds, [batch, sequenceLength]);
     }
-    if (this.signature.hasNumLogitsToKeep) feeds.num_logits_to_keep = new ort.Tensor('int64', BigInt64Array.of(0n), []);
+    // 0 keeps the logits of every position (transformers' convention); selection happens after.
+    if (this.signature.logitsToKeep) feeds[this.signature.logitsToKeep.name] = new ort.Tensor('int64', BigInt64Array.of(0n), this.signature.logitsToKeep.rank === 0 ? [] : [1]);
     this.signature.pastKeys.forEach((name, layer) => (feeds[name] = past.keys[layer]!));
     this.signature.pastValues.forEach((name, layer) => (feeds[name] = past.values[layer]!));
 

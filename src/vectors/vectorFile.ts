@@ -54,6 +54,9 @@ export function readVectorFile(file: string, model?: ModelShape): VectorFile {
   const perLayer = tensors.get('vectors');
   if (!single && !perLayer) throw new UserError(`${file} is not a vector file: it has neither a "vector" nor a "vectors" tensor`);
   const convention = String(metadata.layer_convention ?? LAYER_CONVENTION);
+  if (convention !== LAYER_CONVENTION && convention !== 'hf_hidden_states') {
+    throw new UserError(`${file}: unknown layer_convention ${convention} (expected ${LAYER_CONVENTION} or hf_hidden_states)`);
+  }
   let vector: Float32Array | undefined;
   let vectors: Float32Array[] | undefined;
   let hidden: number;
@@ -69,7 +72,6 @@ export function readVectorFile(file: string, model?: ModelShape): VectorFile {
     hidden = width;
     // Persona Vectors files count layers as Hugging Face hidden_states (row 0 = embeddings); keep block outputs only.
     if (convention === 'hf_hidden_states') vectors = vectors.slice(1);
-    else if (convention !== LAYER_CONVENTION) throw new UserError(`${file}: unknown layer_convention ${convention} (expected ${LAYER_CONVENTION} or hf_hidden_states)`);
   }
   const all = vector ? [vector] : vectors!;
   all.forEach((v, row) => {
@@ -78,7 +80,8 @@ export function readVectorFile(file: string, model?: ModelShape): VectorFile {
   if (model) {
     if (hidden !== model.hiddenSize) throw new UserError(`${file} holds vectors of size ${hidden} but the model's hidden size is ${model.hiddenSize}`);
     if (vectors && vectors.length !== model.numLayers) {
-      throw new UserError(`${file} has vectors for ${vectors.length} layers but the model has ${model.numLayers}; it was made for another model`);
+      const hint = vectors.length === model.numLayers + 1 ? ' (if row 0 holds the embeddings, as in Persona Vectors files, set its layer_convention to hf_hidden_states)' : '';
+      throw new UserError(`${file} has vectors for ${vectors.length} layers but the model has ${model.numLayers}; it was made for another model${hint}`);
     }
   }
   return {

@@ -23,7 +23,7 @@ export async function runWithCache(
   const capture = options.capture ?? [];
   const hidden = session.folder.hiddenSize;
   const lengths = prompts.map((p) => p.length);
-  const layout = new BatchLayout(lengths, session.signature.paddingSide);
+  const layout = new BatchLayout(lengths, session.signature.paddingSide, session.signature.positionOffset);
   const prefill = layout.prefill(prompts, options.padId ?? 0);
   const width = layout.promptWidth;
   const logits: Float32Array[][] = prompts.map(() => []);

@@ -1,13 +1,15 @@
 import { Command } from 'commander';
 import { captureResiduals } from '../../runtime/index.js';
 import { LAYER_CONVENTION, writeSafetensors, type TensorToWrite } from '../../vectors/index.js';
-import { parseLayers } from '../options.js';
+import { parseInteger, parseLayers } from '../options.js';
 import { emit } from '../output.js';
+import { ProgressReporter } from '../progress.js';
 import { addInterventionOptions, addModelOptions, addPromptOptions, interventionsFromFlags, openModel, promptRows, type InterventionFlags, type ModelFlags, type PromptFlags } from './runtimeOptions.js';
 
 interface CaptureFlags extends ModelFlags, PromptFlags, InterventionFlags {
   layers: string;
   out: string;
+  batchSize: string;
   json?: boolean;
 }
 
@@ -19,6 +21,7 @@ export function captureCommand(): Command {
   addInterventionOptions(command);
   addModelOptions(command)
     .option('--layers <layers>', 'all, A-B or L,M,…', 'all')
+    .option('--batch-size <n>', 'rows per forward pass', '8')
     .requiredOption('--out <file>', 'safetensors file: residual.L [batch, seq, hidden] float32, input_ids and attention_mask (left-padded)')
     .option('--json', 'machine-readable summary')
     .addHelpText('after', `
@@ -29,9 +32,17 @@ Examples:
       const model = await openModel(location, flags, flags.inputIds !== undefined);
       try {
         const layers = parseLayers(flags.layers, model.numLayers);
-        const { inputIds } = promptRows(model, flags);
+        const { inputIds, promptLengths } = promptRows(model, flags);
         const interventions = interventionsFromFlags(model, flags);
-        const result = await captureResiduals(model, inputIds.map((ids) => ({ inputIds: ids, interventions })), { layers });
+        const batchSize = parseInteger(flags.batchSize, '--batch-size', 1);
+        const residuals = new Map<number, Float32Array[]>(layers.map((layer) => [layer, []]));
+        const progress = new ProgressReporter('capture', inputIds.length, inputIds.length > batchSize, 'rows');
+        for (let start = 0; start < inputIds.length; start += batchSize) {
+          const rows = inputIds.slice(start, start + batchSize).map((ids, i) => ({ inputIds: ids, promptLength: promptLengths[start + i], interventions }));
+          const result = await captureResiduals(model, rows, { layers });
+          for (const layer of layers) residuals.get(layer)!.push(...result.residuals.get(layer)!);
+          progress.advance(rows.length);
+        }
         const batch = inputIds.length;
         const width = Math.max(...inputIds.map((ids) => ids.length));
         const hidden = model.hiddenSize;
@@ -49,7 +60,7 @@ Examples:
         tensors.attention_mask = { dtype: 'I64', shape: [batch, width], data: mask };
         for (const layer of layers) {
           const padded = new Float32Array(batch * width * hidden);
-          result.residuals.get(layer)!.forEach((values, r) => padded.set(values, (r * width + width - inputIds[r]!.length) * hidden));
+          residuals.get(layer)!.forEach((values, r) => padded.set(values, (r * width + width - inputIds[r]!.length) * hidden));
           tensors[`residual.${layer}`] = { dtype: 'F32', shape: [batch, width, hidden], data: padded };
         }
         writeSafetensors(flags.out, tensors, {

@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { UserError } from '../../errors.js';
 import { generate, type GenerationResult } from '../../runtime/index.js';
+import { hashString } from '../../vectors/index.js';
 import { parseInteger, parseMonitor, parseNumber } from '../options.js';
 import { emit } from '../output.js';
 import { ProgressReporter } from '../progress.js';
@@ -62,11 +63,12 @@ Examples:
         const streaming = !flags.json && inputIds.length === 1 && (flags.stop ?? []).length === 0 && model.hasTokenizer;
         if (!model.hasTokenizer && !flags.json) throw new UserError('without a tokenizer only --json output is available');
         const progress = new ProgressReporter('generate', inputIds.length, inputIds.length > batchSize, 'prompts');
-        const combined: GenerationResult = { sequences: [], finishReasons: [], texts: [], projections: monitors.map((m) => ({ name: m.name, layer: m.layer, perToken: [], mean: [] })) };
+        const combined: GenerationResult = { sequences: [], finishReasons: [], texts: [], projections: monitors.map((m) => ({ name: m.name, layer: m.layer, perToken: [], mean: [], promptLast: [] })) };
         const streamed: number[] = [];
         let streamedText = '';
         for (let start = 0; start < inputIds.length; start += batchSize) {
-          const rows = inputIds.slice(start, start + batchSize).map((ids, i) => ({ inputIds: ids, interventions, seed: options.seed + start + i }));
+          // Each prompt's sampler is seeded by the run's seed and the prompt's index, whatever the batching.
+          const rows = inputIds.slice(start, start + batchSize).map((ids, i) => ({ inputIds: ids, interventions, seed: hashString(`${options.seed}:${start + i}`) }));
           const result = await generate(model, rows, {
             ...options,
             onToken: streaming
@@ -84,6 +86,7 @@ Examples:
           result.projections.forEach((p, m) => {
             combined.projections[m]!.perToken.push(...p.perToken);
             combined.projections[m]!.mean.push(...p.mean);
+            combined.projections[m]!.promptLast.push(...p.promptLast);
           });
           progress.advance(rows.length);
         }

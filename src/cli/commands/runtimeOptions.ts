@@ -41,21 +41,31 @@ export interface PromptFlags {
   chat: boolean;
 }
 
-/** Token ids for each row from whichever prompt flag was given. */
-export function promptRows(model: SteerableModel, flags: PromptFlags): { inputIds: number[][]; conversations?: ChatMessage[][] } {
+/**
+ * Token ids for each row from whichever prompt flag was given, and where each row's prompt ends: a conversation that
+ * ends with an assistant turn is encoded as it stands (no generation prompt), its last turn being the response.
+ */
+export function promptRows(model: SteerableModel, flags: PromptFlags): { inputIds: number[][]; promptLengths: (number | undefined)[]; conversations?: ChatMessage[][] } {
   const given = [flags.prompt !== undefined, flags.messages !== undefined, flags.inputIds !== undefined].filter(Boolean).length;
   if (given !== 1) throw new UserError('give exactly one of --prompt, --messages or --input-ids');
-  if (flags.inputIds) return { inputIds: readInputIds(flags.inputIds, model.folder.vocabSize) };
+  if (flags.inputIds) {
+    const inputIds = readInputIds(flags.inputIds, model.folder.vocabSize);
+    return { inputIds, promptLengths: inputIds.map(() => undefined) };
+  }
   if (flags.messages) {
     const conversations = readConversations(flags.messages);
-    return { inputIds: conversations.map((c) => model.tokenizer.encodeChat(c)), conversations };
+    const encoded = conversations.map((c) => {
+      if (c.at(-1)!.role !== 'assistant') return { ids: model.tokenizer.encodeChat(c), promptLength: undefined };
+      return { ids: model.tokenizer.encodeChat(c, false), promptLength: model.tokenizer.encodeChat(c.slice(0, -1), true).length };
+    });
+    return { inputIds: encoded.map((e) => e.ids), promptLengths: encoded.map((e) => e.promptLength), conversations };
   }
   if (!flags.chat) {
     if (flags.system) throw new UserError('--system needs the chat template; drop --no-chat');
-    return { inputIds: [model.tokenizer.encode(flags.prompt!)] };
+    return { inputIds: [model.tokenizer.encode(flags.prompt!)], promptLengths: [undefined] };
   }
   const conversation = promptMessages(flags.prompt!, flags.system);
-  return { inputIds: [model.tokenizer.encodeChat(conversation)], conversations: [conversation] };
+  return { inputIds: [model.tokenizer.encodeChat(conversation)], promptLengths: [undefined], conversations: [conversation] };
 }
 
 /** Flags for steering and capping. */
