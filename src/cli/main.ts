@@ -4,6 +4,7 @@ import { captureCommand } from './commands/capture.js';
 import { demoCommand } from './commands/demo.js';
 import { extractCommand } from './commands/extract.js';
 import { projectCommand } from './commands/project.js';
+import { plotCommand, sweepCommand } from './commands/sweep.js';
 import { traitsCommand } from './commands/traits.js';
 import { generateCommand } from './commands/generate.js';
 import { modelsCommand } from './commands/models.js';
@@ -19,6 +20,8 @@ export function buildProgram(): Command {
   program.addCommand(captureCommand());
   program.addCommand(extractCommand());
   program.addCommand(projectCommand());
+  program.addCommand(sweepCommand());
+  program.addCommand(plotCommand());
   program.addCommand(traitsCommand());
   return program;
 }
