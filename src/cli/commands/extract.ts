@@ -1,6 +1,7 @@
 import * as path from 'node:path';
 import { Command } from 'commander';
 import { extractPersonaVectors, type ExtractStage } from '../../experiments/extract.js';
+import { selectLayer } from '../../experiments/selectLayer.js';
 import { loadTrait } from '../../experiments/traits.js';
 import { parseJudgeSpec } from '../../judges/index.js';
 import { parseInteger, parseNumber } from '../options.js';
@@ -23,6 +24,9 @@ interface ExtractFlags extends ModelFlags {
   runDir?: string;
   vectorsDir: string;
   judgeConcurrency: string;
+  selectLayer?: boolean;
+  selectCoefficient: string;
+  selectQuestions?: string;
   json?: boolean;
 }
 
@@ -45,6 +49,9 @@ export function extractCommand(): Command {
     .option('--judge-concurrency <n>', 'judge requests in flight', '8')
     .option('--run-dir <dir>', 'where rollouts, judgments and the report go (default experiments/extract/<model>/<trait>)')
     .option('--vectors-dir <dir>', 'vector files go to <dir>/<model>/<trait>.<pooling>.safetensors', 'vectors')
+    .option('--select-layer', 'then steer with the response-average vector at every layer (one coefficient, evaluation questions) and report the best layer')
+    .option('--select-coefficient <c>', 'coefficient for --select-layer (raw vector units)', '2')
+    .option('--select-questions <n>', 'evaluation questions for --select-layer (default all)')
     .option('--json', 'print the report as JSON')
     .addHelpText('after', `
 A rerun with the same settings resumes an interrupted run: finished rollouts and judgments are not redone.
@@ -53,7 +60,8 @@ The judge's API key comes from OPENAI_API_KEY and is never written anywhere.
 Examples:
   $ persona extract models/demo/planted-cheerful --trait cheerful --judge lexicon:models/demo/planted-cheerful/lexicon.json --samples 1
   $ persona extract onnx-community/Qwen2.5-0.5B-Instruct --trait evil --judge openai:gpt-4.1-mini --samples 10 --max-tokens 300
-  $ persona extract my-model --trait optimistic --judge openai:qwen2.5-7b@http://127.0.0.1:8000/v1 --threshold 40`)
+  $ persona extract my-model --trait optimistic --judge openai:qwen2.5-7b@http://127.0.0.1:8000/v1 --threshold 40
+  $ persona extract models/demo/planted-cheerful --trait cheerful --judge lexicon:models/demo/planted-cheerful/lexicon.json --samples 1 --select-layer --select-coefficient 0.5`)
     .action(async (location: string, flags: ExtractFlags) => {
       const trait = loadTrait(flags.trait);
       const judge = parseJudgeSpec(flags.judge, { concurrency: parseInteger(flags.judgeConcurrency, '--judge-concurrency', 1) });
@@ -86,12 +94,34 @@ Examples:
             reporter.advance(done - reporter.done);
           },
         });
-        emit(Boolean(flags.json), report, () =>
+        let selection: Awaited<ReturnType<typeof selectLayer>> | undefined;
+        if (flags.selectLayer) {
+          let progress: ProgressReporter | undefined;
+          selection = await selectLayer({
+            model, trait, judge, vectorFile: report.vectors.response_avg.file,
+            coefficient: parseNumber(flags.selectCoefficient, '--select-coefficient'),
+            outDir: path.join(report.files.report, '..', 'select-layer'),
+            ...(flags.selectQuestions ? { questions: parseInteger(flags.selectQuestions, '--select-questions', 1) } : {}),
+            maxTokens: parseInteger(flags.maxTokens, '--max-tokens', 1),
+            seed: parseInteger(flags.seed, '--seed'),
+            coherenceFloor: parseNumber(flags.coherence, '--coherence'),
+            batchSize: parseInteger(flags.batchSize, '--batch-size', 1),
+            onProgress: (done, total) => {
+              if (!progress) {
+                progress = new ProgressReporter('select-layer', total, true, 'rows');
+                progress.skip(done);
+              } else progress.advance(done - progress.done);
+            },
+          });
+        }
+        const best = selection?.best[0];
+        emit(Boolean(flags.json), { ...report, ...(selection ? { selection: { best, summary: selection.files.summary } } : {}) }, () =>
           [
             `${report.pairs.kept} of ${report.pairs.total} pairs kept; failed judgments: ${report.failedJudgments.trait} trait, ${report.failedJudgments.coherence} coherence`,
             `pos trait mean ${report.scores.pos.trait.mean?.toFixed(1) ?? 'n/a'}, neg trait mean ${report.scores.neg.trait.mean?.toFixed(1) ?? 'n/a'}`,
             ...Object.entries(report.vectors).map(([pooling, v]) => `${pooling}: ${v.file} (largest norm ${Math.max(...v.norms).toFixed(2)} at layer ${v.norms.indexOf(Math.max(...v.norms))})`),
             `report: ${report.files.markdown}`,
+            ...(best ? [`best layer at coefficient ${best.coefficient}: ${best.layer ?? 'none'} (${best.reason}); details in ${selection!.files.markdown}`] : []),
           ].join('\n'),
         );
       } finally {
