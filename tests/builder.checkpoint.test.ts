@@ -1,17 +1,12 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { buildModel, loadWeights, parseDecoderConfig, randomWeights, saveWeights, type CheckpointDtype } from '../src/builder/index.js';
 import { captureResiduals } from '../src/runtime/capture.js';
-import { SteerableModel } from '../src/runtime/model.js';
 import { bfloat16BitsToFloat32, float32ToBfloat16Bits, roundToFloat16 } from '../src/vectors/float16.js';
 import { readSafetensors, writeSafetensors } from '../src/vectors/safetensors.js';
 import { tempDir, tinyConfig } from './helpers/models.js';
-
-const opened: SteerableModel[] = [];
-afterAll(async () => {
-  for (const model of opened) await model.dispose();
-});
+import { openModel } from './helpers/open.js';
 
 const rounders: Record<CheckpointDtype, (x: number) => number> = {
   F32: (x) => x,
@@ -20,8 +15,7 @@ const rounders: Record<CheckpointDtype, (x: number) => number> = {
 };
 
 async function logitsOf(dir: string, tokens: number[]): Promise<Float32Array> {
-  const model = await SteerableModel.load(dir, { withoutTokenizer: true });
-  opened.push(model);
+  const model = await openModel(dir);
   const result = await captureResiduals(model, [{ inputIds: tokens }], { layers: [1], returnLogits: true });
   return result.logits![0]!;
 }

@@ -1,8 +1,8 @@
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { decoderFamilies, exportStyles, referenceForward } from '../src/builder/index.js';
-import { SteerableModel } from '../src/runtime/model.js';
 import { maxAbsDiff, tinyModel } from './helpers/models.js';
 import { runWithCache } from './helpers/teacherForced.js';
+import { openModel } from './helpers/open.js';
 
 const prompts = [
   [11, 42, 7, 250, 99],
@@ -13,19 +13,13 @@ const continuations = [
   [201, 18, 45, 290],
 ];
 const tolerance = { fp32: 1e-4, q4: 1e-4, fp16: 2e-2 } as const;
-const opened: SteerableModel[] = [];
-afterAll(async () => {
-  for (const model of opened) await model.dispose();
-});
-
 describe('built graphs agree with the reference forward pass (KV cache, batch 2, padded)', () => {
   for (const family of decoderFamilies) {
     for (const style of exportStyles) {
       for (const dtype of ['fp32', 'fp16', 'q4'] as const) {
         it(`${family} ${style} ${dtype}`, async () => {
           const built = tinyModel(family, style, dtype);
-          const model = await SteerableModel.load(built.dir, { withoutTokenizer: true });
-          opened.push(model);
+          const model = await openModel(built.dir);
           const layers = Array.from({ length: model.numLayers }, (_, i) => i);
           const session = await model.session({ capture: layers });
           expect(session.signature.paddingSide).toBe(style === 'builder' ? 'right' : 'left');

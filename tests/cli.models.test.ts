@@ -9,12 +9,12 @@ import { buildModel, type BuiltModel } from '../src/builder/index.js';
 import { externalLocation, readModel } from '../src/onnx/proto.js';
 import { captureResiduals } from '../src/runtime/capture.js';
 import { generate } from '../src/runtime/generate.js';
-import { SteerableModel } from '../src/runtime/model.js';
 import { dot, normalize } from '../src/vectors/linalg.js';
 import { Rng } from '../src/vectors/random.js';
 import { entryToFloat32, readSafetensors, writeVectorFile } from '../src/vectors/index.js';
 import { isOneLineError, runCli, type CliResult } from './helpers/cli.js';
 import { FIXTURE_DIR, hasFixture, tempDir, tinyConfig, tinyModel } from './helpers/models.js';
+import { openModel } from './helpers/open.js';
 
 // The CLI runs from dist/: `npm test` builds it first (or run `npx tsc -p tsconfig.json`).
 
@@ -26,8 +26,6 @@ const prompts = [
   [5, 17, 200, 33, 90],
   [44, 8, 120],
 ];
-const opened: SteerableModel[] = [];
-
 beforeAll(() => {
   root = tempDir('cli-models');
   idsFile = path.join(root, 'ids.json');
@@ -35,16 +33,6 @@ beforeAll(() => {
   vectorFile = path.join(root, 'u.safetensors');
   writeVectorFile(vectorFile, { vector: new Rng(5).normalArray(H), metadata: { model: 'tiny', method: 'test' } });
 });
-
-afterAll(async () => {
-  for (const model of opened) await model.dispose();
-});
-
-async function open(dir: string): Promise<SteerableModel> {
-  const model = await SteerableModel.load(dir, { withoutTokenizer: true });
-  opened.push(model);
-  return model;
-}
 
 function json<T>(result: CliResult): T {
   expect(result.code, result.stderr).toBe(0);
@@ -244,7 +232,7 @@ for (const style of ['optimum', 'builder'] as const) {
       expect(out.texts).toHaveLength(2);
       expect(out.texts.every((t) => typeof t === 'string')).toBe(true);
       expect(out.projections).toEqual([]);
-      const model = await open(dir());
+      const model = await openModel(dir());
       const library = await generate(model, prompts.map((inputIds) => ({ inputIds })), { maxNewTokens: 5 });
       expect(out.sequences).toEqual(library.sequences);
     });
@@ -321,7 +309,7 @@ for (const style of ['optimum', 'builder'] as const) {
       expect(Array.from(new BigInt64Array(ids.bytes.slice().buffer), Number)).toEqual([5, 17, 200, 33, 90, 0, 0, 44, 8, 120]);
       expect(Array.from(new BigInt64Array(mask.bytes.slice().buffer), Number)).toEqual([1, 1, 1, 1, 1, 0, 0, 1, 1, 1]);
 
-      const model = await open(dir);
+      const model = await openModel(dir);
       const library = await captureResiduals(model, prompts.map((inputIds) => ({ inputIds })), { layers: [0, 1] });
       for (const layer of [0, 1]) {
         const entry = file.tensors.get(`residual.${layer}`)!;

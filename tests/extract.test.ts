@@ -82,7 +82,7 @@ describe('extraction on the planted demo model with the lexicon judge', () => {
       },
       // Every prompt's first attempt meets a fault (500, 429, malformed JSON, a reply past the timeout, in turn);
       // retries then succeed, so only the always-failing answers end without a score.
-      fault: (n, prompt) => {
+      fault: (_request, prompt) => {
         if (seen.has(prompt)) return undefined;
         seen.add(prompt);
         return (['status500', 'status429', 'malformed', 'slow'] as const)[seen.size % 4];

@@ -2,18 +2,14 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { create } from '@bufbuild/protobuf';
 import { NodeProtoSchema } from 'onnx-buf';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { findResidualStream } from '../src/instrument/index.js';
 import { encodeModel, readModel, tensorProto, valueInfo, type ModelProto } from '../src/onnx/proto.js';
 import { captureResiduals, generate, SteerableModel } from '../src/runtime/index.js';
 import { dot, normalize } from '../src/vectors/linalg.js';
 import { Rng } from '../src/vectors/random.js';
 import { tempDir, tinyModel } from './helpers/models.js';
-
-const opened: SteerableModel[] = [];
-afterAll(async () => {
-  for (const model of opened) await model.dispose();
-});
+import { openModel } from './helpers/open.js';
 
 /** Copies a built model folder and rewrites its graph. */
 async function variant(source: string, label: string, edit: (model: ModelProto) => void): Promise<SteerableModel> {
@@ -23,8 +19,7 @@ async function variant(source: string, label: string, edit: (model: ModelProto) 
   const model = readModel(path.join(dir, 'onnx', file));
   edit(model);
   fs.writeFileSync(path.join(dir, 'onnx', file), encodeModel(model));
-  const loaded = await SteerableModel.load(dir, { withoutTokenizer: true });
-  opened.push(loaded);
+  const loaded = await openModel(dir);
   return loaded;
 }
 

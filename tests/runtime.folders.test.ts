@@ -1,22 +1,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { UserError } from '../src/errors.js';
 import { locateModelDir, resolveModelFolder } from '../src/runtime/modelFolder.js';
 import { FIXTURE_DIR, hasFixture, tempDir, tinyModel } from './helpers/models.js';
-
-/** The UserError message `fn` throws; it must be one line. */
-function userErrorOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (error) {
-    expect(error).toBeInstanceOf(UserError);
-    const message = (error as Error).message;
-    expect(message).not.toContain('\n');
-    return message;
-  }
-  throw new Error('expected a UserError, nothing was thrown');
-}
+import { userErrorOf } from './helpers/errors.js';
 
 function copyFolder(from: string, to: string): string {
   fs.cpSync(from, to, { recursive: true });

@@ -1,17 +1,12 @@
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { decoderFamilies, exportStyles, referenceForward, type BuiltModel } from '../src/builder/index.js';
 import { captureResiduals, type CaptureRow } from '../src/runtime/capture.js';
 import { CompiledInterventions, positionSelected, type PositionMode } from '../src/runtime/interventions.js';
-import { SteerableModel } from '../src/runtime/model.js';
 import { dot, normalize } from '../src/vectors/linalg.js';
 import { Rng } from '../src/vectors/random.js';
 import { FIXTURE_DIR, hasFixture, maxAbsDiff, tinyModel } from './helpers/models.js';
 import { runWithCache } from './helpers/teacherForced.js';
-
-const opened: SteerableModel[] = [];
-afterAll(async () => {
-  for (const model of opened) await model.dispose();
-});
+import { openModel } from './helpers/open.js';
 
 interface Case {
   label: string;
@@ -40,11 +35,6 @@ if (hasFixture) {
   cases.push({ label: 'fixture builder-llama-fp16', dir: FIXTURE_DIR, fp16: true, tokens: [[1, 15043, 3186, 29892, 920, 526, 366], [1, 22172, 727, 1, 3]], promptLengths: [4, 3] });
 }
 
-async function open(dir: string): Promise<SteerableModel> {
-  const model = await SteerableModel.load(dir, { withoutTokenizer: true });
-  opened.push(model);
-  return model;
-}
 
 function rowsOf(c: Case, interventions?: (row: number) => CaptureRow['interventions']): CaptureRow[] {
   return c.tokens.map((inputIds, row) => ({ inputIds, promptLength: c.promptLengths[row], interventions: interventions?.(row) }));
@@ -60,7 +50,7 @@ const coefficients = [2.5, -0.75];
 describe('steering adds exactly c·v at the gated positions of the steered layer and nowhere else', () => {
   for (const c of cases) {
     it(c.label, async () => {
-      const model = await open(c.dir);
+      const model = await openModel(c.dir);
       const hidden = model.hiddenSize;
       const layers = Array.from({ length: model.numLayers }, (_, i) => i);
       const vector = new Rng(3).normalArray(hidden, 1);
@@ -114,7 +104,7 @@ describe('steering adds exactly c·v at the gated positions of the steered layer
 describe('steering during KV-cache generation follows the position mode at every decode step', () => {
   for (const c of cases.filter((x) => x.label.includes('optimum fp32') || x.label.includes('builder fp16') || x.label.startsWith('fixture'))) {
     it(c.label, async () => {
-      const model = await open(c.dir);
+      const model = await openModel(c.dir);
       const hidden = model.hiddenSize;
       const vector = new Rng(4).normalArray(hidden, 1);
       const prompts = c.tokens.map((t, row) => t.slice(0, c.promptLengths[row]));
@@ -146,7 +136,7 @@ describe('steering during KV-cache generation follows the position mode at every
 describe('floor and ceiling clamps hold the projection within bounds and leave in-bound positions unchanged', () => {
   for (const c of cases) {
     it(c.label, async () => {
-      const model = await open(c.dir);
+      const model = await openModel(c.dir);
       const hidden = model.hiddenSize;
       const layers = Array.from({ length: model.numLayers }, (_, i) => i);
       const rng = new Rng(5);
@@ -185,8 +175,8 @@ describe('floor and ceiling clamps hold the projection within bounds and leave i
       c.tokens.forEach((_, row) => {
         const after = clamped.residuals.get(clampLayer)![row]!;
         const before = base.residuals.get(clampLayer)![row]!;
-        projections(after, first).forEach((p, position) => expect(p).toBeGreaterThanOrEqual(floors[row]! - tolerance));
-        projections(after, second).forEach((p, position) => expect(p).toBeLessThanOrEqual(ceilings[row]! + tolerance));
+        projections(after, first).forEach((p) => expect(p).toBeGreaterThanOrEqual(floors[row]! - tolerance));
+        projections(after, second).forEach((p) => expect(p).toBeLessThanOrEqual(ceilings[row]! + tolerance));
         baseFirst[row]!.forEach((p, position) => {
           const q = baseSecond[row]![position]!;
           const inside = p >= floors[row]! && q <= ceilings[row]!;

@@ -1,21 +1,12 @@
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { decoderFamilies, exportStyles } from '../src/builder/index.js';
 import { fullLayout } from '../src/instrument/index.js';
 import { captureResiduals } from '../src/runtime/capture.js';
 import { generate } from '../src/runtime/generate.js';
 import { SteerableModel } from '../src/runtime/model.js';
 import { FIXTURE_DIR, hasFixture, maxAbsDiff, tinyModel } from './helpers/models.js';
+import { openModel } from './helpers/open.js';
 
-const opened: SteerableModel[] = [];
-afterAll(async () => {
-  for (const model of opened) await model.dispose();
-});
-
-async function open(dir: string): Promise<SteerableModel> {
-  const model = await SteerableModel.load(dir, { withoutTokenizer: true });
-  opened.push(model);
-  return model;
-}
 
 function bitIdentical(a: Float32Array, b: Float32Array): boolean {
   return a.length === b.length && Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
@@ -63,7 +54,7 @@ describe('interventions off are bit-identical to the exported graph; KV cache ma
     for (const style of exportStyles) {
       for (const dtype of ['fp32', 'fp16'] as const) {
         it(`${family} ${style} ${dtype}`, async () => {
-          const model = await open(tinyModel(family, style, dtype).dir);
+          const model = await openModel(tinyModel(family, style, dtype).dir);
           await expectBitIdenticalGeneration(model, prompts);
           expect(await maxCacheDeviation(model, prompts)).toBeLessThan(dtype === 'fp32' ? 1e-4 : 1e-2);
         });
@@ -72,7 +63,7 @@ describe('interventions off are bit-identical to the exported graph; KV cache ma
   }
 
   it.skipIf(!hasFixture)('the real onnxruntime-genai export (builder-llama-fp16, MultiHeadAttention + RotaryEmbedding)', async () => {
-    const model = await open(FIXTURE_DIR);
+    const model = await openModel(FIXTURE_DIR);
     const fixturePrompts = [
       [1, 15043, 3186, 29892, 920, 526],
       [1, 22172, 727],

@@ -1,22 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { UserError } from '../src/errors.js';
 import { BatchLayout } from '../src/runtime/batch.js';
 import { CompiledInterventions, positionSelected, validateInterventions, type InterventionSpec, type PositionMode } from '../src/runtime/interventions.js';
 import { argmax, sampleToken, validateSampling, type SamplingOptions } from '../src/runtime/sampling.js';
 import { Rng } from '../src/vectors/random.js';
-
-/** The UserError message `fn` throws (fails the test when it throws anything else or nothing). */
-function userErrorOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (error) {
-    expect(error).toBeInstanceOf(UserError);
-    const message = (error as Error).message;
-    expect(message).not.toContain('\n');
-    return message;
-  }
-  throw new Error('expected a UserError, nothing was thrown');
-}
+import { userErrorOf } from './helpers/errors.js';
 
 function softmax(logits: readonly number[], temperature: number): number[] {
   const max = Math.max(...logits);

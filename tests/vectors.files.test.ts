@@ -17,24 +17,12 @@ import {
 } from '../src/vectors/index.js';
 import { float32ToBfloat16Bits } from '../src/vectors/float16.js';
 import { tempDir } from './helpers/models.js';
+import { userErrorOf } from './helpers/errors.js';
 
 let dir: string;
 beforeAll(() => {
   dir = tempDir('vector-files');
 });
-
-/** The UserError message `fn` throws; it must be one line. */
-function userErrorOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (error) {
-    expect(error).toBeInstanceOf(UserError);
-    const message = (error as Error).message;
-    expect(message.split('\n')).toHaveLength(1);
-    return message;
-  }
-  throw new Error('expected a UserError, nothing was thrown');
-}
 
 /** A safetensors file from a raw header object (or text) and data bytes, the way another tool might write it. */
 function rawSafetensors(file: string, header: unknown, data: Uint8Array = new Uint8Array(0), headerLengthOverride?: bigint): string {

@@ -1,7 +1,7 @@
 import { findResidualStream } from '../instrument/index.js';
 import { describeValueInfo, elemTypeName, readModel, type Dim } from '../onnx/proto.js';
 import { readDecoderSignature } from './graphSignature.js';
-import { resolveModelFolder } from './modelFolder.js';
+import { resolveModelFolder, type ModelFolder } from './modelFolder.js';
 
 export interface TensorDescription {
   name: string;
@@ -18,25 +18,14 @@ export interface ResidualDescription {
   note?: string;
 }
 
-export interface ModelInspection {
-  dir: string;
-  format: 'huggingface' | 'genai';
-  onnxFile: string;
-  dtype: string;
+export interface ModelInspection
+  extends Pick<ModelFolder, 'dir' | 'format' | 'onnxFile' | 'dtype' | 'modelType' | 'numLayers' | 'hiddenSize' | 'numHeads' | 'numKvHeads' | 'headDim' | 'vocabSize' | 'eosTokenIds'> {
   family: 'optimum' | 'builder';
-  modelType: string;
   producer: string;
-  numLayers: number;
-  hiddenSize: number;
-  numHeads: number;
-  numKvHeads: number;
-  headDim: number;
-  vocabSize: number;
   residualType: string;
   kvType: string;
   paddingSide: 'left' | 'right';
   hasPositionIds: boolean;
-  eosTokenIds: number[];
   inputs: TensorDescription[];
   outputs: TensorDescription[];
   embedding: string;
