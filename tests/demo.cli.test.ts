@@ -11,7 +11,7 @@ describe('persona demo', () => {
   it('runs offline end to end and writes its report', async () => {
     const dir = tempDir('demo-cli');
     const started = Date.now();
-    const result = await runCli(['demo', '--models-dir', path.join(dir, 'models'), '--experiments-dir', path.join(dir, 'experiments'), '--questions', '3', '--max-tokens', '20', '--json'], {
+    const result = await runCli(['demo', '--models-dir', path.join(dir, 'models'), '--experiments-dir', path.join(dir, 'experiments'), '--vectors-dir', path.join(dir, 'vectors'), '--questions', '3', '--max-tokens', '20', '--json'], {
       env: { HF_HUB_OFFLINE: '1' },
     });
     expect(result.code, result.stderr).toBe(0);
@@ -21,6 +21,8 @@ describe('persona demo', () => {
     expect(rate('cheerful prompt')).toBeGreaterThan(rate('neutral prompt'));
     for (const file of Object.values(report.files)) expect(fs.existsSync(file)).toBe(true);
     expect(fs.existsSync(path.join(dir, 'models', 'demo', 'planted-cheerful', 'planted.safetensors'))).toBe(true);
+    // Vectors are filed under the model's id relative to the models folder.
+    expect(fs.existsSync(path.join(dir, 'vectors', 'demo', 'planted-cheerful', 'cheerful.response_avg.safetensors'))).toBe(true);
     if (fs.existsSync(chromium)) {
       const check = await checkRenderedReport(report.files.html);
       expect(check.errors).toEqual([]);

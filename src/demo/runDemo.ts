@@ -102,7 +102,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoReport> {
   const modelDir = path.join(modelsDir, 'demo', 'planted-cheerful');
   log(`building the planted-persona model in ${modelDir} (skipped when current)`);
   const planted = await ensurePlantedModel(modelDir);
-  const model = await SteerableModel.load(modelDir);
+  const model = await SteerableModel.load(modelDir, { modelsDir });
   try {
     const lexicon = loadLexicon(planted.lexiconFile);
     const questions = loadTrait('cheerful').evalQuestions.slice(0, options.questions ?? 8);

@@ -260,7 +260,8 @@ export function vectorNormsFigure(vectors: readonly { label: string; norms: read
     layout: {
       ...baseLayout('Vector norm per layer'),
       height: 460,
-      xaxis: axis('layer'),
+      // Whole-number ticks: plotly would otherwise put ticks at 0.5, 1.5, … on a short layer axis.
+      xaxis: { ...axis('layer'), ...(Math.max(0, ...vectors.map((v) => v.norms.length)) <= 40 ? { dtick: 1 } : {}) },
       yaxis: { ...axis('L2 norm'), rangemode: 'tozero' },
     },
   };
