@@ -5,17 +5,21 @@ import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PlantedModel } from '../src/demo/index.js';
-import { runSweep, type SweepResultRow, type SweepSummary } from '../src/experiments/sweep.js';
+import { expandCells, runSweep, summarizeSweep, type SweepResultRow, type SweepSummary } from '../src/experiments/sweep.js';
 import { readSweepSpec } from '../src/experiments/sweepSpec.js';
+import { meanInterval } from '../src/experiments/stats.js';
 import { readJsonl } from '../src/io/jsonl.js';
 import { checkRenderedReport } from '../src/plots/index.js';
+import { parseJudgeSpec } from '../src/judges/index.js';
 import { SteerableModel } from '../src/runtime/index.js';
+import { writeVectorFile } from '../src/vectors/vectorFile.js';
 import { isOneLineError, runCli } from './helpers/cli.js';
 import { tempDir } from './helpers/models.js';
 import { plantedModel } from './helpers/planted.js';
+import { hasChromium } from './helpers/tools.js';
+import { cheerfulJudge, startJudgeServer } from './helpers/judgeServer.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const chromium = process.env.PERSONA_CHROMIUM ?? '/usr/bin/chromium';
 let planted: PlantedModel;
 let model: SteerableModel;
 
@@ -65,13 +69,23 @@ describe('persona sweep', () => {
       }
     }
     expect(summary.best.find((b) => b.positions === 'all')!.layer).toBe(1);
-    for (const file of ['summary.json', 'summary.md']) expect(fs.existsSync(path.join(dir, 'spec', file))).toBe(true);
+    // Every cell's summary is the mean and 95% interval of its rows' scores, and both summary files say so.
+    for (const cell of summary.cells) {
+      const scores = rows.filter((r) => r.cell === cell.id).map((r) => r.trait!);
+      const expected = meanInterval(scores)!;
+      expect(cell.trait).toEqual({ mean: expected.mean, low: expected.low, high: expected.high });
+    }
+    expect(JSON.parse(fs.readFileSync(path.join(dir, 'spec', 'summary.json'), 'utf8'))).toEqual(summary);
+    const markdown = fs.readFileSync(path.join(dir, 'spec', 'summary.md'), 'utf8');
+    const c4 = summary.cells.find((c) => c.layer === 1 && c.positions === 'all' && c.coefficient === 4)!;
+    expect(markdown).toContain(`| u | 1 | 4 | all | none | 3 | ${c4.trait!.mean.toFixed(1)} [${c4.trait!.low.toFixed(1)}, ${c4.trait!.high.toFixed(1)}] |`);
+    expect(markdown).toMatch(/## Best layer\n\n- u, positions all, clamp none: layer 1 \(trait/);
 
-    const plot = await runCli(['plot', path.join(dir, 'spec'), '--json', ...(fs.existsSync(chromium) ? [] : ['--no-png'])]);
+    const plot = await runCli(['plot', path.join(dir, 'spec'), '--json', ...(hasChromium ? [] : ['--no-png'])]);
     expect(plot.code, plot.stderr).toBe(0);
     const files = JSON.parse(plot.stdout) as { html: string; pngs: string[] };
     expect(fs.readFileSync(files.html, 'utf8')).not.toMatch(/<script src="http/);
-    if (fs.existsSync(chromium)) {
+    if (hasChromium) {
       expect(files.pngs.length).toBeGreaterThanOrEqual(4);
       for (const png of files.pngs) expect(fs.readFileSync(png).subarray(0, 8).equals(Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]))).toBe(true);
       const check = await checkRenderedReport(files.html);
@@ -96,6 +110,25 @@ describe('persona sweep', () => {
     expect(new Set(shared.values()).size).toBeGreaterThan(1);
   });
 
+  it('picks the best layer as the paper does: highest trait score at the fixed coefficient, among coherent cells', () => {
+    const dir = tempDir('sweep-best');
+    // At coefficient 2: layer 2 has the highest trait score but is incoherent; layer 1 is next.
+    const scoresAtTwo: Record<number, [number, number]> = { 1: [70, 80], 2: [90, 40], 3: [60, 90] };
+    const pick = (coherenceFloor: number) => {
+      const spec = readSweepSpec(writeSpec(dir, { select: { coefficient: 2, coherence_floor: coherenceFloor } }, { layers: [1, 2, 3], coefficients: [0, 2], positions: ['all'] }));
+      const cells = expandCells(spec);
+      const rows = cells.map((cell): SweepResultRow => {
+        const [trait, coherence] = cell.coefficient === 2 ? scoresAtTwo[cell.layer]! : [99, 99];
+        return { id: `${cell.id}|q0|s0`, cell: cell.id, vector: cell.vector, layer: cell.layer, coefficient: cell.coefficient, positions: cell.positions, clamp: cell.clamp, question_index: 0, sample: 0, question: 'q', response: 'r', trait, coherence, projection: 0, projections: [] };
+      });
+      const files = { results: '', summary: '', markdown: '' };
+      return summarizeSweep(spec, cells, rows, {}, files, 'test').best[0]!;
+    };
+    expect(pick(60)).toMatchObject({ layer: 1, traitScore: 70, coherence: 80, coefficient: 2 });
+    expect(pick(30)).toMatchObject({ layer: 2, traitScore: 90, coherence: 40 });
+    expect(pick(95)).toMatchObject({ layer: null, traitScore: null, reason: 'no layer keeps coherence ≥ 95 at coefficient 2' });
+  });
+
   it('clamp bounds as percentiles of a calibration set', async () => {
     const dir = tempDir('sweep-calibrated');
     const file = writeSpec(dir, { system: 'You are a cheerful assistant.', questions: { trait: 'cheerful', count: 2 }, select: { coefficient: 0 } }, {
@@ -111,6 +144,42 @@ describe('persona sweep', () => {
     expect(projection('cap')).toBeCloseTo(3, 1);
     expect(projection('floor')).toBeCloseTo(5, 3);
     expect(fs.existsSync(path.join(dir, 'spec', 'calibration.json'))).toBe(true);
+  });
+
+  it('a rerun reuses finished rows when the grid grows, refuses other settings, and asks the judge again where it failed', async () => {
+    const dir = tempDir('sweep-rerun');
+    let judgeDown = true;
+    const server = await startJudgeServer({ score: (prompt) => (judgeDown && !/coheren/i.test(prompt) ? 'fail' : cheerfulJudge(prompt)) });
+    try {
+      // As `persona sweep` makes it: the judge cache lives beside the results.
+      const judge = () => parseJudgeSpec(`openai:judge@${server.url}`, { cacheFile: path.join(dir, 'spec', 'judge-cache.jsonl'), openai: { apiKey: 'sk-test-not-real', maxRetries: 0 } });
+      const small = { questions: { trait: 'cheerful', count: 2 }, judge: `openai:judge@${server.url}`, select: { coefficient: 0 } };
+      const first = await runSweep(readSweepSpec(writeSpec(dir, small, { layers: [2], coefficients: [0], positions: ['all'] })), { model, judge: judge() });
+      expect(first.failedJudgments).toEqual({ trait: 2, coherence: 0 });
+      expect(first.cells[0]!.trait).toBeNull();
+      const results = path.join(dir, 'spec', 'results.jsonl');
+      const firstRows = readJsonl<SweepResultRow>(results);
+      expect(firstRows.every((row) => row.trait === null && row.trait_error !== undefined && row.coherence !== null)).toBe(true);
+
+      // A second coefficient: the two finished rows keep their answers, two new rows are generated, failures re-judged.
+      judgeDown = false;
+      const requestsBefore = server.requests;
+      const grown = await runSweep(readSweepSpec(writeSpec(dir, small, { layers: [2], coefficients: [0, 4], positions: ['all'] })), { model, judge: judge() });
+      const rows = readJsonl<SweepResultRow>(results);
+      expect(rows).toHaveLength(4);
+      expect(new Set(rows.map((r) => r.id)).size).toBe(4);
+      for (const row of firstRows) expect(rows.find((r) => r.id === row.id)!.response).toBe(row.response);
+      expect(rows.every((row) => row.trait !== null && row.trait_error === undefined)).toBe(true);
+      expect(grown.failedJudgments).toEqual({ trait: 0, coherence: 0 });
+      // The 2 failed trait scores (their coherence is cached), then trait and coherence for the 2 new rows.
+      expect(server.requests - requestsBefore).toBe(2 + 2 * 2);
+
+      const changed = writeSpec(dir, { ...small, generation: { max_tokens: 8, temperature: 1 } }, { layers: [2], coefficients: [0, 4], positions: ['all'] });
+      await expect(runSweep(readSweepSpec(changed), { model, judge: judge() })).rejects.toThrow(/holds a run with other settings \(generation: .*"maxTokens":24.* → .*"maxTokens":8/);
+      expect(readJsonl<SweepResultRow>(results)).toHaveLength(4);
+    } finally {
+      await server.close();
+    }
   });
 
   it('resumes after being killed mid-sweep with no duplicated or missing rows', async () => {
@@ -140,6 +209,8 @@ describe('persona sweep', () => {
 
   it('invalid specs give one-line errors before any work starts', async () => {
     const dir = tempDir('sweep-invalid');
+    const otherModelVector = path.join(dir, 'other.safetensors');
+    writeVectorFile(otherModelVector, { vector: new Float32Array(64).fill(0.1), metadata: { model: 'org/another-model', method: 'test' } });
     const cases: [string, () => string, RegExp][] = [
       ['bad YAML', () => {
         const f = path.join(dir, 'bad.yaml');
@@ -152,6 +223,9 @@ describe('persona sweep', () => {
       ['missing vector file', () => writeSpec(path.join(dir, 'v'), {}, { vectors: { u: { file: path.join(dir, 'absent.safetensors') } } }), /grid\.vectors\.u\.file: vector file not found/],
       ['layer out of range', () => writeSpec(path.join(dir, 'l'), {}, { layers: [1, 7] }), /grid\.layers: layer 7 is out of range: the model has layers 0-3/],
       ['bad positions', () => writeSpec(path.join(dir, 'p'), {}, { positions: ['everywhere'] }), /grid\.positions\[0\]: must be one of all, prompt, response/],
+      ['repeated coefficient', () => writeSpec(path.join(dir, 'd'), {}, { coefficients: [0, 1, 1] }), /grid\.coefficients\[2\]: 1 is listed twice/],
+      ['repeated clamp name', () => writeSpec(path.join(dir, 'n'), {}, { clamps: [{ name: 'cap', vector: 'u', layers: [1], mode: 'ceiling', bound: 1 }, { name: 'cap', vector: 'u', layers: [2], mode: 'ceiling', bound: 2 }] }), /grid\.clamps\[1\]: clamp name "cap" is listed twice/],
+      ['vector of another model', () => writeSpec(path.join(dir, 'o'), {}, { vectors: { u: { file: otherModelVector } } }), /grid\.vectors\.u\.file: .* was made for model org\/another-model, not planted-cheerful/],
       ['bad clamp bound', () => writeSpec(path.join(dir, 'b'), {}, { clamps: [{ vector: 'u', layers: [1], mode: 'ceiling', bound: 'median' }] }), /bound: must be a number or a percentile like p25/],
     ];
     for (const [label, make, message] of cases) {

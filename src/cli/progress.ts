@@ -4,6 +4,7 @@ export class ProgressReporter {
   private skipped = 0;
   private readonly started = Date.now();
   private lastDraw = 0;
+  private detail = '';
 
   constructor(
     private readonly label: string,
@@ -16,13 +17,16 @@ export class ProgressReporter {
     return this.doneCount;
   }
 
-  advance(count = 1): void {
+  /** `detail` (e.g. finished cells of a sweep) is shown beside the count until replaced. */
+  advance(count = 1, detail?: string): void {
     this.doneCount += count;
+    if (detail !== undefined) this.detail = detail;
     this.draw(this.doneCount >= this.total);
   }
 
   /** Work already done before this run (a resumed job) counts towards the total but not the rate. */
-  skip(count: number): void {
+  skip(count: number, detail?: string): void {
+    if (detail !== undefined) this.detail = detail;
     this.doneCount += count;
     this.skipped += count;
   }
@@ -38,7 +42,7 @@ export class ProgressReporter {
     const rate = seconds > 0 ? fresh / seconds : 0;
     const remaining = rate > 0 ? (this.total - this.doneCount) / rate : NaN;
     const eta = Number.isFinite(remaining) ? `ETA ${formatSeconds(remaining)}` : 'ETA –';
-    const line = `${this.label}: ${this.doneCount}/${this.total} ${this.unit} · ${rate.toFixed(rate < 10 ? 2 : 0)}/s · ${final ? `done in ${formatSeconds(seconds)}` : eta}`;
+    const line = `${this.label}: ${this.doneCount}/${this.total} ${this.unit}${this.detail ? ` (${this.detail})` : ''} · ${rate.toFixed(rate < 10 ? 2 : 0)}/s · ${final ? `done in ${formatSeconds(seconds)}` : eta}`;
     process.stderr.write(tty ? `\r${line}${final ? '\n' : ''}` : `${line}\n`);
   }
 }

@@ -160,6 +160,8 @@ async function extractAndSteer(model: SteerableModel, planted: PlantedModel, que
     runDir: path.join(outDir, 'extract'),
     vectorsDir: options.vectorsDir ?? 'vectors',
     samples: 1,
+    // One sample per prompt but still sampled, so the 100 rollouts per polarity are not 20 repeated greedy answers.
+    temperature: 1,
     maxTokens: options.maxTokens ?? 40,
     seed: options.seed ?? 0,
     batchSize: 40,

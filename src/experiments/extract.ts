@@ -1,13 +1,13 @@
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { UserError } from '../errors.js';
 import { writeFileAtomic } from '../io/files.js';
-import { appendJsonl, readJsonl } from '../io/jsonl.js';
+import { appendJsonl, readJsonl, writeJsonlAtomic } from '../io/jsonl.js';
 import { COHERENCE_PROMPT, type JudgeFactory, type Judgment } from '../judges/index.js';
 import { captureResiduals, generate, type SteerableModel } from '../runtime/index.js';
 import { hashString } from '../vectors/random.js';
 import { perLayerNorms, writeVectorFile } from '../vectors/vectorFile.js';
+import { checkRunIdentity, contentHash, modelFingerprint } from './runIdentity.js';
 import { meanDifference, PooledMeans, poolings, type Pooling } from './pooling.js';
 import { systemPromptFor, type Polarity, type TraitDefinition } from './traits.js';
 
@@ -70,6 +70,24 @@ export interface JudgmentRow {
   coherence_error?: string;
 }
 
+/**
+ * The released code's mask (methods.md §A.5): the pos response shows the trait (≥ T), its neg twin does not
+ * (< 100 − T), and both are coherent (≥ C). A missing score fails its test.
+ */
+export function pairPassesFilter(pos: Pick<JudgmentRow, 'trait' | 'coherence'>, neg: Pick<JudgmentRow, 'trait' | 'coherence'>, filter: { threshold: number; coherenceFloor: number }): boolean {
+  const passes = (value: number | null, test: (v: number) => boolean) => value !== null && test(value);
+  return (
+    passes(pos.trait, (v) => v >= filter.threshold) &&
+    passes(neg.trait, (v) => v < 100 - filter.threshold) &&
+    passes(pos.coherence, (v) => v >= filter.coherenceFloor) &&
+    passes(neg.coherence, (v) => v >= filter.coherenceFloor)
+  );
+}
+
+function judgmentFailed(row: JudgmentRow): boolean {
+  return row.trait_error !== undefined || row.coherence_error !== undefined;
+}
+
 export interface ScoreSummary {
   n: number;
   mean: number | null;
@@ -105,30 +123,8 @@ function pairKey(row: { question_index: number; instruction_index: number; sampl
 
 /** The settings that decide what the rollouts and judgments are; a resumed run must match them. */
 function runIdentity(options: ExtractOptions, settings: { samples: number; maxTokens: number; temperature: number; seed: number; batchSize: number; antonym: string }): Record<string, unknown> {
-  const traitHash = createHash('sha256').update(JSON.stringify([options.trait.instructions, options.trait.extractQuestions, options.trait.evalPrompt])).digest('hex').slice(0, 16);
-  // The graph's bytes and its weight files' sizes: a rebuilt model must not reuse another model's rollouts.
-  const graphFile = options.model.folder.onnxFile;
-  const weightFiles = fs.readdirSync(path.dirname(graphFile)).filter((f) => f.startsWith(path.basename(graphFile)) && f !== path.basename(graphFile));
-  const modelHash = createHash('sha256')
-    .update(fs.readFileSync(graphFile))
-    .update(JSON.stringify(weightFiles.map((f) => [f, fs.statSync(path.join(path.dirname(graphFile), f)).size])))
-    .digest('hex')
-    .slice(0, 16);
-  return { model: options.model.folder.modelId, model_hash: modelHash, trait: options.trait.name, trait_hash: traitHash, judge: options.judge.spec, ...settings };
-}
-
-function checkRunDir(runDir: string, identity: Record<string, unknown>, onChange: 'error' | 'restart'): void {
-  const file = path.join(runDir, 'run.json');
-  if (fs.existsSync(file)) {
-    const previous = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
-    const changed = Object.keys(identity).filter((key) => JSON.stringify(previous[key]) !== JSON.stringify(identity[key]));
-    if (changed.length === 0) return;
-    if (onChange === 'error') {
-      throw new UserError(`${runDir} holds a run with other settings (${changed.map((k) => `${k}: ${JSON.stringify(previous[k])} → ${JSON.stringify(identity[k])}`).join(', ')}); use another --run-dir or delete it`);
-    }
-    for (const name of ['rollouts.jsonl', 'judgments.jsonl', 'report.json', 'report.md']) fs.rmSync(path.join(runDir, name), { force: true });
-  }
-  writeFileAtomic(file, `${JSON.stringify(identity, null, 2)}\n`);
+  const traitHash = contentHash([options.trait.instructions, options.trait.extractQuestions, options.trait.evalPrompt]);
+  return { model: options.model.folder.modelId, model_hash: modelFingerprint(options.model.folder), trait: options.trait.name, trait_hash: traitHash, judge: options.judge.spec, ...settings };
 }
 
 function summarize(values: readonly (number | null)[]): ScoreSummary {
@@ -145,8 +141,9 @@ function summarize(values: readonly (number | null)[]): ScoreSummary {
 export async function extractPersonaVectors(options: ExtractOptions): Promise<ExtractReport> {
   const { model, trait, judge } = options;
   const samples = options.samples ?? 10;
-  const maxTokens = options.maxTokens ?? 200;
-  const temperature = options.temperature ?? 1;
+  const maxTokens = options.maxTokens ?? 1000;
+  // As eval_persona.main: sampling at 1.0, greedy when there is one rollout per prompt.
+  const temperature = options.temperature ?? (samples === 1 ? 0 : 1);
   const seed = options.seed ?? 0;
   const batchSize = options.batchSize ?? 16;
   const threshold = options.threshold ?? 50;
@@ -158,7 +155,13 @@ export async function extractPersonaVectors(options: ExtractOptions): Promise<Ex
   if (!(threshold >= 0 && threshold <= 100)) throw new UserError(`threshold must be between 0 and 100, got ${threshold}`);
   if (!(coherenceFloor >= 0 && coherenceFloor <= 100)) throw new UserError(`coherence floor must be between 0 and 100, got ${coherenceFloor}`);
   fs.mkdirSync(options.runDir, { recursive: true });
-  checkRunDir(options.runDir, runIdentity(options, { samples, maxTokens, temperature, seed, batchSize, antonym }), options.onSettingsChange ?? 'error');
+  checkRunIdentity(
+    options.runDir,
+    runIdentity(options, { samples, maxTokens, temperature, seed, batchSize, antonym }),
+    options.onSettingsChange ?? 'error',
+    ['rollouts.jsonl', 'judgments.jsonl', 'report.json', 'report.md'],
+    'use another --run-dir or delete it',
+  );
   const files = {
     rollouts: path.join(options.runDir, 'rollouts.jsonl'),
     judgments: path.join(options.runDir, 'judgments.jsonl'),
@@ -207,8 +210,11 @@ export async function extractPersonaVectors(options: ExtractOptions): Promise<Ex
     options.onProgress?.('rollouts', rollouts.size, planned.length);
   }
 
-  // 2. Judging: trait and coherence for every response, a chunk at a time; failures are recorded, not retried.
-  const judgments = new Map(readJsonl<JudgmentRow>(files.judgments).map((row) => [row.id, row]));
+  // 2. Judging: trait and coherence for every response, a chunk at a time. A judgment that failed (after the client's
+  // own retries) is recorded so the run can finish; a rerun asks for it again.
+  const storedJudgments = readJsonl<JudgmentRow>(files.judgments);
+  const judgments = new Map(storedJudgments.filter((row) => !judgmentFailed(row)).map((row) => [row.id, row]));
+  if (judgments.size < storedJudgments.length) writeJsonlAtomic(files.judgments, [...judgments.values()]);
   const toJudge = planned.filter((item) => !judgments.has(item.id)).map((item) => rollouts.get(item.id)!);
   options.onProgress?.('judging', judgments.size, planned.length);
   const chunk = Math.max(batchSize, 32);
@@ -231,25 +237,20 @@ export async function extractPersonaVectors(options: ExtractOptions): Promise<Ex
   // 3. The released code's filter: pos and neg rows of the same question, instruction and sample survive together.
   const positives = planned.filter((p) => p.polarity === 'pos').map((p) => rollouts.get(p.id)!);
   const negativeByPair = new Map(planned.filter((p) => p.polarity === 'neg').map((p) => [pairKey(rollouts.get(p.id)!), rollouts.get(p.id)!]));
-  const passes = (value: number | null, test: (v: number) => boolean) => value !== null && test(value);
   const kept = positives
     .map((pos) => ({ pos, neg: negativeByPair.get(pairKey(pos))! }))
-    .filter(({ pos, neg }) => {
-      const p = judgments.get(pos.id)!;
-      const n = judgments.get(neg.id)!;
-      return (
-        passes(p.trait, (v) => v >= threshold) &&
-        passes(n.trait, (v) => v < 100 - threshold) &&
-        passes(p.coherence, (v) => v >= coherenceFloor) &&
-        passes(n.coherence, (v) => v >= coherenceFloor) &&
-        pos.response_ids.length > 0 &&
-        neg.response_ids.length > 0
-      );
-    });
+    .filter(
+      ({ pos, neg }) =>
+        pairPassesFilter(judgments.get(pos.id)!, judgments.get(neg.id)!, { threshold, coherenceFloor }) && pos.response_ids.length > 0 && neg.response_ids.length > 0,
+    );
   const minPairs = options.minPairs ?? 10;
+  const failedJudgments = [...judgments.values()].filter(judgmentFailed);
   if (kept.length < Math.max(1, minPairs)) {
+    const advice = failedJudgments.length
+      ? `${failedJudgments.length} responses could not be judged (first error: ${failedJudgments[0]!.trait_error ?? failedJudgments[0]!.coherence_error}); rerun to ask the judge again`
+      : 'lower --threshold or --coherence, or raise --samples';
     throw new UserError(
-      `only ${kept.length} of ${positives.length} response pairs pass the filter (pos trait ≥ ${threshold}, neg trait < ${100 - threshold}, coherence ≥ ${coherenceFloor}; at least ${minPairs} needed): lower --threshold or --coherence, or raise --samples`,
+      `only ${kept.length} of ${positives.length} response pairs pass the filter (pos trait ≥ ${threshold}, neg trait < ${100 - threshold}, coherence ≥ ${coherenceFloor}; at least ${minPairs} needed): ${advice}`,
     );
   }
 
@@ -287,7 +288,7 @@ export async function extractPersonaVectors(options: ExtractOptions): Promise<Ex
   // 5. Mean difference per layer for each pooling, saved with its provenance.
   const vectorDir = path.join(options.vectorsDir, model.folder.modelId);
   const judgmentsOf = (polarity: Polarity) => planned.filter((p) => p.polarity === polarity).map((p) => judgments.get(p.id)!);
-  const failed = (metric: 'trait' | 'coherence') => [...judgments.values()].filter((j) => j[`${metric}_error`] !== undefined).length;
+  const failed = (metric: 'trait' | 'coherence') => failedJudgments.filter((j) => j[`${metric}_error`] !== undefined).length;
   const vectors = {} as ExtractReport['vectors'];
   for (const pooling of poolings) {
     const difference = meanDifference(means.pos, means.neg, pooling);

@@ -46,7 +46,7 @@ export async function selectLayer(options: SelectLayerOptions): Promise<SweepSum
     trait: options.trait,
     batchSize: options.batchSize ?? 16,
     grid: {
-      vectors: [{ name: options.trait.name, file: options.vectorFile, units: 'raw', loaded: readVectorFile(options.vectorFile, { hiddenSize: model.hiddenSize, numLayers: model.numLayers }) }],
+      vectors: [{ name: options.trait.name, file: options.vectorFile, units: 'raw', loaded: readVectorFile(options.vectorFile, { hiddenSize: model.hiddenSize, numLayers: model.numLayers, modelId: model.folder.modelId }) }],
       layers: Array.from({ length: model.numLayers }, (_, i) => i),
       coefficients: [options.coefficient],
       positions: [options.positions ?? 'response'],
@@ -57,5 +57,6 @@ export async function selectLayer(options: SelectLayerOptions): Promise<SweepSum
     numLayers: model.numLayers,
     hiddenSize: model.hiddenSize,
   };
-  return runSweep(spec, { model, judge: options.judge, ...(options.log ? { log: options.log } : {}), ...(options.onProgress ? { onProgress: options.onProgress } : {}) });
+  // The folder belongs to this extraction run: a new vector or other settings start it over.
+  return runSweep(spec, { model, judge: options.judge, onSettingsChange: 'restart', ...(options.log ? { log: options.log } : {}), ...(options.onProgress ? { onProgress: options.onProgress } : {}) });
 }

@@ -1,13 +1,14 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { writeFileAtomic } from '../io/files.js';
-import { appendJsonl, readJsonl } from '../io/jsonl.js';
+import { appendJsonl, readJsonl, writeJsonlAtomic } from '../io/jsonl.js';
 import { COHERENCE_PROMPT, parseJudgeSpec, type JudgeFactory } from '../judges/index.js';
 import type { CellSummary } from '../plots/index.js';
 import { generate, promptMessages, type ClampSpec, type InterventionSpec, type MonitorSpec, type PositionMode, type SteerableModel } from '../runtime/index.js';
 import { normalize } from '../vectors/linalg.js';
 import { hashString } from '../vectors/random.js';
 import { perLayerNorms, vectorAtLayer } from '../vectors/vectorFile.js';
+import { checkRunIdentity, contentHash, modelFingerprint } from './runIdentity.js';
 import { meanInterval, percentile } from './stats.js';
 import type { SweepClamp, SweepSpec, SweepVector } from './sweepSpec.js';
 
@@ -40,6 +41,9 @@ export interface SweepResultRow {
   response: string;
   trait: number | null;
   coherence: number | null;
+  /** Why the judge gave no score (after its retries); a rerun asks again. */
+  trait_error?: string;
+  coherence_error?: string;
   /** Mean projection on the steered (unit) direction at the steered layer over the response tokens. */
   projection: number;
   /** The same projection at each generated token. */
@@ -55,6 +59,8 @@ export interface SweepSummary {
   cells: (CellSummary & { id: string; projection: number })[];
   best: { vector: string; positions: string; clamp: string; layer: number | null; coefficient: number; traitScore: number | null; coherence: number | null; reason: string }[];
   calibration: Record<string, Record<string, number>>;
+  /** Rows the judge gave no score for (after its retries); they are left out of the means and retried by a rerun. */
+  failedJudgments: { trait: number; coherence: number };
   files: { results: string; summary: string; markdown: string };
 }
 
@@ -132,24 +138,48 @@ export interface RunSweepOptions {
   model: SteerableModel;
   judge?: JudgeFactory;
   log?: (line: string) => void;
-  onProgress?: (done: number, total: number) => void;
+  /** Rows done of all rows, and cells whose every row is done. */
+  onProgress?: (done: number, total: number, cells: { done: number; total: number }) => void;
+  /** A folder holding a sweep made with other settings: refuse (default), or start over (for folders the toolkit owns). */
+  onSettingsChange?: 'error' | 'restart';
 }
 
 export async function runSweep(spec: SweepSpec, options: RunSweepOptions): Promise<SweepSummary> {
   const { model } = options;
   const log = options.log ?? (() => undefined);
-  const judge = options.judge ?? parseJudgeSpec(spec.judge);
+  const judge = options.judge ?? parseJudgeSpec(spec.judge, { cacheFile: path.join(spec.outDir, 'judge-cache.jsonl') });
   fs.mkdirSync(spec.outDir, { recursive: true });
   const files = { results: path.join(spec.outDir, 'results.jsonl'), summary: path.join(spec.outDir, 'summary.json'), markdown: path.join(spec.outDir, 'summary.md') };
   try {
+    checkRunIdentity(
+      spec.outDir,
+      sweepIdentity(spec, model),
+      options.onSettingsChange ?? 'error',
+      ['results.jsonl', 'summary.json', 'summary.md'],
+      `delete ${spec.outDir} or give the spec another name to start a new sweep`,
+    );
     const calibration = await calibrate(model, spec, log);
     const cells = expandCells(spec);
     const planned = cells.flatMap((cell) =>
       spec.questions.flatMap((question, q) => Array.from({ length: spec.samples }, (_, s) => ({ id: `${cell.id}|q${q}|s${s}`, cell, question, q, s }))),
     );
     const done = new Map(readJsonl<SweepResultRow>(files.results).map((row) => [row.id, row]));
+    const unjudged = [...done.values()].filter((row) => row.trait_error !== undefined || row.coherence_error !== undefined);
+    if (unjudged.length) {
+      log(`asking the judge again for ${unjudged.length} row(s) it failed on`);
+      const judged = await judgeRows(judge, spec, unjudged);
+      for (const row of judged) done.set(row.id, row);
+      writeJsonlAtomic(files.results, [...done.values()]);
+    }
     log(`${cells.length} cells × ${spec.questions.length} questions × ${spec.samples} samples = ${planned.length} rows (${done.size} already done)`);
-    options.onProgress?.(done.size, planned.length);
+    const rowsPerCell = spec.questions.length * spec.samples;
+    const reportProgress = () => {
+      const doneByCell = new Map<string, number>();
+      for (const item of planned) if (done.has(item.id)) doneByCell.set(item.cell.id, (doneByCell.get(item.cell.id) ?? 0) + 1);
+      const cellsDone = [...doneByCell.values()].filter((n) => n === rowsPerCell).length;
+      options.onProgress?.(planned.filter((item) => done.has(item.id)).length, planned.length, { done: cellsDone, total: cells.length });
+    };
+    reportProgress();
     for (let start = 0; start < planned.length; start += spec.batchSize) {
       const batch = planned.slice(start, start + spec.batchSize);
       if (batch.every((item) => done.has(item.id))) continue;
@@ -171,24 +201,20 @@ export async function runSweep(spec: SweepSpec, options: RunSweepOptions): Promi
         maxNewTokens: spec.generation.maxTokens, temperature: spec.generation.temperature, topP: spec.generation.topP, topK: spec.generation.topK,
         monitors: [...monitors.values()],
       });
-      const requests = batch.map((item, i) => ({ question: item.question, answer: result.texts[i]! }));
-      const [traitScores, coherenceScores] = await Promise.all([
-        judge.judge('trait').score(requests.map((r) => ({ ...r, template: spec.trait.evalPrompt }))),
-        judge.judge('coherence').score(requests.map((r) => ({ ...r, template: COHERENCE_PROMPT }))),
-      ]);
-      const written: SweepResultRow[] = batch
+      const generated: SweepResultRow[] = batch
         .map((item, i) => {
           const readout = result.projections.find((p) => p.name === rows[i]!.monitorName)!;
           return {
             id: item.id, cell: item.cell.id, vector: item.cell.vector, layer: item.cell.layer, coefficient: item.cell.coefficient, positions: item.cell.positions,
             clamp: item.cell.clamp, question_index: item.q, sample: item.s, question: item.question, response: result.texts[i]!,
-            trait: traitScores[i]!.score, coherence: coherenceScores[i]!.score, projection: readout.mean[i]!, projections: readout.perToken[i]!,
+            trait: null, coherence: null, projection: readout.mean[i]!, projections: readout.perToken[i]!,
           };
         })
         .filter((row) => !done.has(row.id));
+      const written = await judgeRows(judge, spec, generated);
       appendJsonl(files.results, written);
       for (const row of written) done.set(row.id, row);
-      options.onProgress?.(done.size, planned.length);
+      reportProgress();
     }
     const summary = summarizeSweep(spec, cells, planned.map((p) => done.get(p.id)!), calibration, files, judge.spec);
     writeFileAtomic(files.summary, `${JSON.stringify(summary, null, 2)}\n`);
@@ -197,6 +223,41 @@ export async function runSweep(spec: SweepSpec, options: RunSweepOptions): Promi
   } finally {
     if (!options.judge) await judge.dispose();
   }
+}
+
+/** Trait and coherence scores for rows (new ones, or ones the judge failed on before), with the failures noted. */
+async function judgeRows(judge: JudgeFactory, spec: SweepSpec, rows: readonly SweepResultRow[]): Promise<SweepResultRow[]> {
+  const requests = rows.map((row) => ({ question: row.question, answer: row.response }));
+  const [traitScores, coherenceScores] = await Promise.all([
+    judge.judge('trait').score(requests.map((r) => ({ ...r, template: spec.trait.evalPrompt }))),
+    judge.judge('coherence').score(requests.map((r) => ({ ...r, template: COHERENCE_PROMPT }))),
+  ]);
+  return rows.map((row, i) => {
+    const { trait_error: _trait, coherence_error: _coherence, ...rest } = row;
+    const t = traitScores[i]!;
+    const c = coherenceScores[i]!;
+    return { ...rest, trait: t.score, coherence: c.score, ...(t.error ? { trait_error: t.error } : {}), ...(c.error ? { coherence_error: c.error } : {}) };
+  });
+}
+
+/**
+ * What finished rows depend on besides their cell (which is in their id): rows are reused only while these hold, so
+ * a sweep can grow by cells or samples but never mixes answers made under other settings.
+ */
+function sweepIdentity(spec: SweepSpec, model: SteerableModel): Record<string, unknown> {
+  return {
+    model: model.folder.modelId,
+    model_hash: modelFingerprint(model.folder),
+    questions: contentHash(spec.questions),
+    system: spec.system ?? null,
+    trait_eval_prompt: contentHash(spec.trait.evalPrompt),
+    generation: spec.generation,
+    seed: spec.seed,
+    judge: spec.judge,
+    vectors: Object.fromEntries(spec.grid.vectors.map((v) => [v.name, { file: contentHash(fs.readFileSync(v.file)), units: v.units }])),
+    clamps: spec.grid.clamps.filter((c): c is SweepClamp => c !== null).map(({ name, vector, layers, mode, bound }) => ({ name, vector, layers, mode, bound })),
+    calibration: spec.calibration,
+  };
 }
 
 export function summarizeSweep(spec: SweepSpec, cells: SweepCell[], rows: SweepResultRow[], calibration: SweepSummary['calibration'], files: SweepSummary['files'], judgeSpec: string): SweepSummary {
@@ -237,10 +298,11 @@ export function summarizeSweep(spec: SweepSpec, cells: SweepCell[], rows: SweepR
     units: v.units,
     norms: v.loaded.vectors ? perLayerNorms(v.loaded.vectors) : Array.from({ length: spec.numLayers }, () => perLayerNorms([v.loaded.vector!])[0]!),
   }));
-  return { name: spec.name, model: spec.model, judge: judgeSpec, trait: spec.trait.name, vectors, cells: summaries, best, calibration, files };
+  const failedJudgments = { trait: rows.filter((r) => r.trait_error !== undefined).length, coherence: rows.filter((r) => r.coherence_error !== undefined).length };
+  return { name: spec.name, model: spec.model, judge: judgeSpec, trait: spec.trait.name, vectors, cells: summaries, best, calibration, failedJudgments, files };
 }
 
-function interval(value: { mean: number; low: number; high: number } | null): string {
+export function interval(value: { mean: number; low: number; high: number } | null): string {
   return value ? `${value.mean.toFixed(1)} [${value.low.toFixed(1)}, ${value.high.toFixed(1)}]` : 'n/a';
 }
 
@@ -250,6 +312,9 @@ function sweepMarkdown(summary: SweepSummary): string {
     '',
     `Model \`${summary.model}\`, trait ${summary.trait}, judge \`${summary.judge}\`. Scores are means with 95% intervals.`,
     '',
+    ...(summary.failedJudgments.trait || summary.failedJudgments.coherence
+      ? [`Failed judgments (left out of the means; a rerun asks again): ${summary.failedJudgments.trait} trait, ${summary.failedJudgments.coherence} coherence.`, '']
+      : []),
     '| vector | layer | coefficient | positions | clamp | n | trait | coherence | projection |',
     '|---|---|---|---|---|---|---|---|---|',
     ...summary.cells.map((c) => `| ${c.vector} | ${c.layer} | ${c.coefficient} | ${c.positions} | ${c.clamp ?? 'none'} | ${c.n} | ${interval(c.trait)} | ${interval(c.coherence)} | ${c.projection.toFixed(3)} |`),

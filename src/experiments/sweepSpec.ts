@@ -90,6 +90,11 @@ class SpecReader {
     return this.number(value, where, (n) => Number.isInteger(n) && n >= minimum, `an integer ≥ ${minimum}`);
   }
 
+  boolean(value: unknown, where: string): boolean {
+    if (typeof value !== 'boolean') this.fail(where, `must be true or false, got ${JSON.stringify(value)}`);
+    return value as boolean;
+  }
+
   string(value: unknown, where: string): string {
     if (typeof value !== 'string' || value.trim() === '') this.fail(where, `must be a non-empty string, got ${JSON.stringify(value)}`);
     return value as string;
@@ -98,6 +103,16 @@ class SpecReader {
   list(value: unknown, where: string): unknown[] {
     if (!Array.isArray(value) || value.length === 0) this.fail(where, `must be a non-empty list, got ${JSON.stringify(value)}`);
     return value as unknown[];
+  }
+
+  /** Cells are identified by their grid values, so a value listed twice would run (and count) one cell twice. */
+  distinct<T>(values: T[], where: string, label: (value: T) => string = (value) => JSON.stringify(value)): T[] {
+    const seen = new Set<string>();
+    values.forEach((value, i) => {
+      if (seen.has(label(value))) this.fail(`${where}[${i}]`, `${label(value)} is listed twice`);
+      seen.add(label(value));
+    });
+    return values;
   }
 
   /** `L`, `A-B`, or a list of layers. */
@@ -202,25 +217,32 @@ export function readSweepSpec(file: string, options: { experimentsDir?: string; 
   if (Object.keys(vectorsRecord).length === 0) reader.fail('grid.vectors', 'needs at least one vector');
   const vectors: SweepVector[] = Object.entries(vectorsRecord).map(([name, value]) => {
     const where = `grid.vectors.${name}`;
-    const entry = typeof value === 'string' ? { file: value } : reader.object(value, where, ['file', 'units'], ['file']);
+    const entry = typeof value === 'string' ? { file: value } : reader.object(value, where, ['file', 'units', 'allow_other_model'], ['file']);
     const vectorFile = reader.string(entry.file, `${where}.file`);
     if (!fs.existsSync(vectorFile)) reader.fail(`${where}.file`, `vector file not found: ${vectorFile}`);
     const units = entry.units === undefined ? 'raw' : entry.units;
     if (units !== 'raw' && units !== 'unit') reader.fail(`${where}.units`, `must be raw or unit, got ${JSON.stringify(units)}`);
+    const allowOtherModel = entry.allow_other_model === undefined ? false : reader.boolean(entry.allow_other_model, `${where}.allow_other_model`);
     let loaded: VectorFile;
     try {
-      loaded = readVectorFile(vectorFile, { hiddenSize, numLayers });
+      loaded = readVectorFile(vectorFile, { hiddenSize, numLayers, modelId: folder.modelId, allowOtherModel });
     } catch (error) {
       reader.fail(`${where}.file`, (error as Error).message);
     }
     return { name, file: vectorFile, units: units as 'raw' | 'unit', loaded };
   });
-  const layers = reader.layers(grid.layers, 'grid.layers', numLayers);
-  const coefficients = reader.list(grid.coefficients, 'grid.coefficients').map((c, i) => reader.number(c, `grid.coefficients[${i}]`));
-  const positions = (grid.positions === undefined ? ['all'] : reader.list(grid.positions, 'grid.positions')).map((p, i) => {
-    if (typeof p !== 'string' || !(positionModes as readonly string[]).includes(p)) reader.fail(`grid.positions[${i}]`, `must be one of ${positionModes.join(', ')}, got ${JSON.stringify(p)}`);
-    return p as PositionMode;
-  });
+  const layers = reader.distinct(reader.layers(grid.layers, 'grid.layers', numLayers), 'grid.layers');
+  const coefficients = reader.distinct(
+    reader.list(grid.coefficients, 'grid.coefficients').map((c, i) => reader.number(c, `grid.coefficients[${i}]`)),
+    'grid.coefficients',
+  );
+  const positions = reader.distinct(
+    (grid.positions === undefined ? ['all'] : reader.list(grid.positions, 'grid.positions')).map((p, i) => {
+      if (typeof p !== 'string' || !(positionModes as readonly string[]).includes(p)) reader.fail(`grid.positions[${i}]`, `must be one of ${positionModes.join(', ')}, got ${JSON.stringify(p)}`);
+      return p as PositionMode;
+    }),
+    'grid.positions',
+  );
   for (const vector of vectors) {
     for (const layer of layers) {
       if (vector.units === 'unit' && norm(vectorAtLayer(vector.loaded, layer, numLayers)) === 0) {
@@ -240,6 +262,7 @@ export function readSweepSpec(file: string, options: { experimentsDir?: string; 
     const name = record.name === undefined ? `${record.mode}-${vector}-${typeof record.bound === 'string' ? record.bound : String(record.bound)}` : reader.string(record.name, `${where}.name`);
     return { name, vector, layers: clampLayers, mode: record.mode as 'floor' | 'ceiling', bound };
   });
+  reader.distinct(clamps, 'grid.clamps', (clamp) => (clamp ? `clamp name "${clamp.name}"` : '"none"'));
   const calibration = reader.object(top.calibration ?? {}, 'calibration', ['samples']);
   const select = reader.object(top.select ?? {}, 'select', ['coefficient', 'coherence_floor']);
   const selectCoefficient = select.coefficient === undefined ? coefficients[coefficients.length - 1]! : reader.number(select.coefficient, 'select.coefficient');

@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { UserError } from '../errors.js';
+import { writeFileAtomic } from './files.js';
 
 /**
  * Append-only JSONL files for long jobs. A crash can leave a half-written last line; reading drops it and truncates
@@ -43,4 +44,9 @@ export function appendJsonl(file: string, rows: readonly unknown[]): void {
   } finally {
     fs.closeSync(fd);
   }
+}
+
+/** Replaces the whole file at once (temporary file and rename), for the rare rewrite of rows already written. */
+export function writeJsonlAtomic(file: string, rows: readonly unknown[]): void {
+  writeFileAtomic(file, rows.map((row) => `${JSON.stringify(row)}\n`).join(''));
 }

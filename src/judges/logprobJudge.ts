@@ -1,6 +1,6 @@
 import { isUserError, UserError } from '../errors.js';
 import { JudgmentCache, judgmentKey } from './cache.js';
-import { runPool } from './pool.js';
+import { ConcurrencyLimit, runPool } from './pool.js';
 import { fillTemplate } from './prompt.js';
 import { expectedScore } from './scoring.js';
 import type { ChatCompletionClient, CompletionRequest, Judge, Judgment, JudgeRequest } from './types.js';
@@ -27,6 +27,7 @@ export interface LogprobJudgeOptions {
 export class LogprobJudge implements Judge {
   readonly spec: string;
   private readonly concurrency: number;
+  private readonly inFlight: ConcurrencyLimit;
 
   constructor(
     private readonly client: ChatCompletionClient,
@@ -35,6 +36,7 @@ export class LogprobJudge implements Judge {
     this.spec = options.spec ?? client.label;
     this.concurrency = options.concurrency ?? DEFAULT_JUDGE_CONCURRENCY;
     if (!Number.isInteger(this.concurrency) || this.concurrency < 1) throw new UserError(`judge concurrency must be a positive integer, got ${this.concurrency}`);
+    this.inFlight = new ConcurrencyLimit(this.concurrency);
   }
 
   async score(requests: readonly JudgeRequest[], onProgress?: (done: number, total: number) => void): Promise<Judgment[]> {
@@ -43,7 +45,7 @@ export class LogprobJudge implements Judge {
     const judgments: Judgment[] = new Array<Judgment>(requests.length);
     let done = 0;
     await runPool(requests.length, this.concurrency, async (index) => {
-      judgments[index] = await this.judgeOne(prompts[index]!, cache);
+      judgments[index] = await this.inFlight.run(() => this.judgeOne(prompts[index]!, cache));
       onProgress?.(++done, requests.length);
     });
     return judgments;

@@ -13,6 +13,8 @@ export interface JudgeServerOptions {
 export interface JudgeServer {
   url: string;
   requests: number;
+  /** The most requests the server was answering at one time. */
+  maxInFlight: number;
   close(): Promise<void>;
 }
 
@@ -21,11 +23,13 @@ export interface JudgeServer {
  * score it decides, and faults on demand.
  */
 export async function startJudgeServer(options: JudgeServerOptions): Promise<JudgeServer> {
-  const state = { requests: 0 };
+  const state = { requests: 0, inFlight: 0, maxInFlight: 0 };
   const sockets = new Set<import('node:net').Socket>();
   const server = http.createServer((request, response) => {
     let body = '';
     request.on('data', (chunk: Buffer) => (body += chunk.toString()));
+    state.maxInFlight = Math.max(state.maxInFlight, ++state.inFlight);
+    response.on('close', () => state.inFlight--);
     request.on('end', () => {
       const number = ++state.requests;
       const prompt = (JSON.parse(body) as { messages: { content: string }[] }).messages.at(-1)!.content;
@@ -57,6 +61,9 @@ export async function startJudgeServer(options: JudgeServerOptions): Promise<Jud
     url: `http://127.0.0.1:${port}/v1`,
     get requests() {
       return state.requests;
+    },
+    get maxInFlight() {
+      return state.maxInFlight;
     },
     close: () =>
       new Promise<void>((resolve) => {

@@ -14,7 +14,7 @@ interface ExtractFlags extends ModelFlags {
   judge: string;
   samples: string;
   maxTokens: string;
-  temperature: string;
+  temperature?: string;
   threshold: string;
   coherence: string;
   minPairs: string;
@@ -38,8 +38,8 @@ export function extractCommand(): Command {
     .requiredOption('--trait <name|file>', 'trait name under traits/, or the path of an extract file (its eval sibling is found)')
     .requiredOption('--judge <spec>', 'openai:<model>[@<base-url>], local:<model folder> or lexicon:<file>')
     .option('--samples <n>', 'rollouts per question and instruction, for each polarity', '10')
-    .option('--max-tokens <n>', 'tokens per response', '200')
-    .option('--temperature <t>', 'sampling temperature of the rollouts', '1')
+    .option('--max-tokens <n>', 'tokens per response (the released code: 1000)', '1000')
+    .option('--temperature <t>', 'sampling temperature of the rollouts (default 1, or 0 with --samples 1, as the released code)')
     .option('--threshold <T>', 'keep pairs with pos trait ≥ T and neg trait < 100 − T', '50')
     .option('--coherence <C>', 'keep pairs whose responses both have coherence ≥ C', '50')
     .option('--min-pairs <n>', 'fail when fewer pairs survive the filter', '10')
@@ -64,19 +64,23 @@ Examples:
   $ persona extract models/demo/planted-cheerful --trait cheerful --judge lexicon:models/demo/planted-cheerful/lexicon.json --samples 1 --select-layer --select-coefficient 0.5`)
     .action(async (location: string, flags: ExtractFlags) => {
       const trait = loadTrait(flags.trait);
-      const judge = parseJudgeSpec(flags.judge, { concurrency: parseInteger(flags.judgeConcurrency, '--judge-concurrency', 1) });
+      const concurrency = parseInteger(flags.judgeConcurrency, '--judge-concurrency', 1);
+      parseJudgeSpec(flags.judge, { concurrency }); // a bad spec fails before the model loads
       const model = await openModel(location, flags);
+      const runDir = flags.runDir ?? path.join('experiments', 'extract', model.folder.modelId, trait.name);
+      // Judgments already paid for survive a crash between two writes of judgments.jsonl.
+      const judge = parseJudgeSpec(flags.judge, { concurrency, cacheFile: path.join(runDir, 'judge-cache.jsonl') });
       const reporters = new Map<ExtractStage, ProgressReporter>();
       try {
         const report = await extractPersonaVectors({
           model,
           trait,
           judge,
-          runDir: flags.runDir ?? path.join('experiments', 'extract', model.folder.modelId, trait.name),
+          runDir,
           vectorsDir: flags.vectorsDir,
           samples: parseInteger(flags.samples, '--samples', 1),
           maxTokens: parseInteger(flags.maxTokens, '--max-tokens', 1),
-          temperature: parseNumber(flags.temperature, '--temperature'),
+          ...(flags.temperature !== undefined ? { temperature: parseNumber(flags.temperature, '--temperature') } : {}),
           threshold: parseNumber(flags.threshold, '--threshold'),
           coherence: parseNumber(flags.coherence, '--coherence'),
           minPairs: parseInteger(flags.minPairs, '--min-pairs'),

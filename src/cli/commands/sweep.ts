@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { runSweep } from '../../experiments/sweep.js';
+import { interval, runSweep } from '../../experiments/sweep.js';
 import { writeSweepReport } from '../../experiments/sweepReport.js';
 import { readSweepSpec } from '../../experiments/sweepSpec.js';
 import { emit, table } from '../output.js';
@@ -19,7 +19,7 @@ hold per-cell means with 95% intervals and the best layer per vector. Then: pers
 
 Examples:
   $ persona sweep experiments/demo-sweep.yaml
-  $ persona sweep experiments/evil-layers.yaml --json`)
+  $ persona sweep experiments/demo-sweep.yaml --json > summary.json`)
     .action(async (file: string, flags: { experimentsDir?: string; modelsDir: string; json?: boolean }) => {
       const spec = readSweepSpec(file, { experimentsDir: flags.experimentsDir, modelsDir: flags.modelsDir });
       const model = await openModel(spec.model, { device: spec.device, dtype: spec.dtype, modelsDir: flags.modelsDir });
@@ -28,20 +28,24 @@ Examples:
         const summary = await runSweep(spec, {
           model,
           log: (line) => process.stderr.write(`sweep: ${line}\n`),
-          onProgress: (done, total) => {
+          onProgress: (done, total, cells) => {
+            const detail = `${cells.done}/${cells.total} cells`;
             if (!progress) {
               progress = new ProgressReporter('sweep', total, true, 'rows');
-              progress.skip(done);
-            } else progress.advance(done - progress.done);
+              progress.skip(done, detail);
+            } else progress.advance(done - progress.done, detail);
           },
         });
         emit(Boolean(flags.json), summary, () =>
           [
             table([
-              ['vector', 'layer', 'coef', 'positions', 'clamp', 'n', 'trait', 'coherence'],
-              ...summary.cells.map((c) => [c.vector, c.layer, c.coefficient, c.positions, c.clamp ?? 'none', c.n, c.trait?.mean.toFixed(1) ?? '–', c.coherence?.mean.toFixed(1) ?? '–']),
+              ['vector', 'layer', 'coef', 'positions', 'clamp', 'n', 'trait [95% CI]', 'coherence [95% CI]'],
+              ...summary.cells.map((c) => [c.vector, c.layer, c.coefficient, c.positions, c.clamp ?? 'none', c.n, interval(c.trait), interval(c.coherence)]),
             ]),
             '',
+            ...(summary.failedJudgments.trait || summary.failedJudgments.coherence
+              ? [`failed judgments: ${summary.failedJudgments.trait} trait, ${summary.failedJudgments.coherence} coherence (left out of the means; rerun to ask again)`]
+              : []),
             ...summary.best.map((b) => `best layer for ${b.vector} (${b.positions}, clamp ${b.clamp}): ${b.layer ?? 'none'} — ${b.reason}`),
             `summary: ${summary.files.markdown}`,
           ].join('\n'),
