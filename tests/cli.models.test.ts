@@ -31,7 +31,8 @@ beforeAll(() => {
   idsFile = path.join(root, 'ids.json');
   fs.writeFileSync(idsFile, JSON.stringify(prompts));
   vectorFile = path.join(root, 'u.safetensors');
-  writeVectorFile(vectorFile, { vector: new Rng(5).normalArray(H), metadata: { model: 'tiny', method: 'test' } });
+  // Made for "model", the name of every tiny test model's folder.
+  writeVectorFile(vectorFile, { vector: new Rng(5).normalArray(H), metadata: { model: 'local/model', method: 'test' } });
 });
 
 function json<T>(result: CliResult): T {
@@ -323,19 +324,57 @@ for (const style of ['optimum', 'builder'] as const) {
         expect(values.some((v) => v !== 0)).toBe(true);
       }
     });
+
+    it('--steer FILE:LAYER:COEF shifts the captured residual by exactly COEF·v at every token (--positions all) and never at padding; --cap holds a floor', async () => {
+      const dir = tinyModel('llama', style, 'fp32').dir;
+      const residualOf = async (name: string, extra: string[]) => {
+        const out = path.join(root, `${name}-${style}.safetensors`);
+        const result = await runCli(['capture', dir, '--input-ids', idsFile, '--layers', '1', '--out', out, ...extra]);
+        expect(result.code, result.stderr).toBe(0);
+        return entryToFloat32(readSafetensors(out).tensors.get('residual.1')!);
+      };
+      const plain = await residualOf('plain', []);
+      const steered = await residualOf('steered', ['--steer', `${vectorFile}:1:3`, '--positions', 'all']);
+      const v = new Rng(5).normalArray(H);
+      const padding = new Set([5, 6]); // row 1, positions 0-1 (left padding)
+      for (let position = 0; position < 10; position++) {
+        for (let i = 0; i < H; i++) {
+          const shift = steered[position * H + i]! - plain[position * H + i]!;
+          if (padding.has(position)) expect(steered[position * H + i]).toBe(0);
+          else expect(Math.abs(shift - 3 * v[i]!), `position ${position} dim ${i}`).toBeLessThanOrEqual(1e-5);
+        }
+      }
+
+      const unit = normalize(v);
+      const projections = (residual: Float32Array) => Array.from({ length: 10 }, (_, p) => dot(residual.subarray(p * H, (p + 1) * H), unit));
+      const before = projections(plain);
+      const floor = 0.5;
+      const capped = await residualOf('capped', ['--cap', `${vectorFile}:1:floor:${floor}`]);
+      const after = projections(capped);
+      let moved = 0;
+      for (let p = 0; p < 10; p++) {
+        if (padding.has(p)) continue;
+        expect(after[p]!).toBeGreaterThanOrEqual(floor - 1e-5);
+        if (before[p]! >= floor) expect(Array.from(capped.subarray(p * H, (p + 1) * H))).toEqual(Array.from(plain.subarray(p * H, (p + 1) * H)));
+        else moved++;
+      }
+      expect(moved).toBeGreaterThan(0);
+    });
   });
 }
 
 describe.concurrent('--help has examples', () => {
-  for (const command of ['generate', 'capture'] as const) {
+  const commands = ['demo', 'models build', 'models pull', 'models inspect', 'models instrument', 'generate', 'capture', 'extract', 'project', 'sweep', 'plot', 'traits list', 'traits show', 'traits new'];
+  for (const command of commands) {
     it(`persona ${command} --help`, async () => {
-      const result = await runCli([command, '--help']);
+      const result = await runCli([...command.split(' '), '--help']);
       expect(result.code).toBe(0);
       const at = result.stdout.indexOf('\nExamples:\n');
       expect(at).toBeGreaterThan(0);
       const examples = result.stdout.slice(at).trim().split('\n').slice(1);
       expect(examples.length).toBeGreaterThanOrEqual(2);
-      examples.forEach((line) => expect(line).toMatch(new RegExp(`^  \\$ persona ${command} `)));
+      // An example may set environment variables before the command.
+      examples.forEach((line) => expect(line).toMatch(new RegExp(`^  \\$ ([A-Z_]+=\\S+ )*persona ${command}( |$)`)));
     });
   }
 });

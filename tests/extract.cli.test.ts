@@ -5,6 +5,9 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NEUTRAL_SYSTEM, TRAIT_SYSTEM, type PlantedModel } from '../src/demo/index.js';
 import type { JudgmentRow, RolloutRow } from '../src/experiments/extract.js';
+import { projectExamples, tokenizeExample } from '../src/experiments/project.js';
+import { captureResiduals, SteerableModel, type ChatMessage } from '../src/runtime/index.js';
+import { dot, norm } from '../src/vectors/linalg.js';
 import { readJsonl } from '../src/io/jsonl.js';
 import { writeVectorFile } from '../src/vectors/vectorFile.js';
 import { isOneLineError, runCli } from './helpers/cli.js';
@@ -28,7 +31,8 @@ afterAll(async () => server?.close());
 function extractArgs(dir: string): string[] {
   return [
     'extract', planted.dir, '--trait', traitFile, '--judge', `openai:judge@${server.url}`, '--samples', '1', '--max-tokens', '16',
-    '--batch-size', '10', '--judge-concurrency', '2', '--min-pairs', '5', '--run-dir', path.join(dir, 'run'), '--vectors-dir', path.join(dir, 'vectors'),
+    // Sampled, so that responses differ and the judge cache cannot answer most of them at once.
+    '--temperature', '1', '--batch-size', '10', '--judge-concurrency', '2', '--min-pairs', '5', '--run-dir', path.join(dir, 'run'), '--vectors-dir', path.join(dir, 'vectors'),
   ];
 }
 
@@ -92,8 +96,10 @@ describe('persona extract from the CLI', () => {
     const badTrait = path.join(dir, 'extract', 'broken.json');
     fs.mkdirSync(path.dirname(badTrait), { recursive: true });
     fs.writeFileSync(badTrait, '{"instruction": [');
-    const wrongShape = path.join(dir, 'wrong.safetensors');
-    writeVectorFile(wrongShape, { vectors: [new Float32Array(32), new Float32Array(32)], metadata: { model: 'other', method: 'test' } });
+    const wrongShape = path.join(dir, 'wrong-shape.safetensors');
+    writeVectorFile(wrongShape, { vectors: [new Float32Array(32), new Float32Array(32)], metadata: { model: 'demo/planted-cheerful', method: 'test' } });
+    const otherModel = path.join(dir, 'other-model.safetensors');
+    writeVectorFile(otherModel, { vector: new Float32Array(64).fill(0.5), metadata: { model: 'Qwen/Qwen2.5-7B-Instruct', method: 'test' } });
     const data = path.join(dir, 'data.jsonl');
     fs.writeFileSync(data, `${JSON.stringify({ messages: [{ role: 'user', content: 'hi' }, { role: 'assistant', content: 'hello' }] })}\n`);
     const lexicon = `lexicon:${planted.lexiconFile}`;
@@ -107,13 +113,17 @@ describe('persona extract from the CLI', () => {
         ['extract', planted.dir, '--trait', traitFile, '--judge', lexicon, '--samples', '1', '--max-tokens', '12', '--threshold', '100', '--run-dir', path.join(dir, 'run'), '--vectors-dir', path.join(dir, 'v')],
         /only 0 of 20 response pairs pass the filter/,
       ],
-      ['vector of the wrong model', ['project', planted.dir, '--vector', wrongShape, '--layer', '1', '--data', data], /made for another model|hidden size is 64/],
+      ['vector of the wrong size', ['project', planted.dir, '--vector', wrongShape, '--layer', '1', '--data', data], /holds vectors of size 32 but the model's hidden size is 64/],
+      ['vector of another model', ['project', planted.dir, '--vector', otherModel, '--layer', '1', '--data', data], /was made for model Qwen\/Qwen2\.5-7B-Instruct, not planted-cheerful; .*--allow-other-model/],
+      ['steering with another model\'s vector', ['generate', planted.dir, '--prompt', 'hi', '--steer', `${otherModel}:1:2`], /was made for model Qwen\/Qwen2\.5-7B-Instruct/],
     ];
     for (const [label, args, message] of cases) {
       const result = await runCli(args, { env });
       expect(isOneLineError(result), `${label}: ${result.stderr}`).toBe(true);
       expect(result.stderr, label).toMatch(message);
     }
+    const allowed = await runCli(['project', planted.dir, '--vector', otherModel, '--layer', '1', '--data', data, '--allow-other-model', '--json'], { env });
+    expect(allowed.code, allowed.stderr).toBe(0);
   });
 
   it('persona project adds the projection column to a dataset and screens it by ΔP against the model\'s own answers', async () => {
@@ -149,5 +159,41 @@ describe('persona extract from the CLI', () => {
     // The persona comes from the prompt, which both answers share: the answers alone barely move the projection.
     for (const value of perRow) expect(Math.abs(value)).toBeLessThan(0.1);
     expect(readJsonl<{ messages: unknown[] }>(path.join(dir, 'own.jsonl'))).toHaveLength(2);
+  });
+
+  it('ΔP is positive where only the dataset\'s answer carries the trait; cos and {prompt, answer} rows agree with the captured residuals', async () => {
+    const dir = tempDir('project-delta');
+    const conversation = (answer: string): { messages: ChatMessage[] } => ({ messages: [{ role: 'system', content: NEUTRAL_SYSTEM }, { role: 'user', content: 'How was the week?' }, { role: 'assistant', content: answer }] });
+    const rows = [conversation('I feel cheerful and the week looks bright.'), conversation('I think the week looks fine and steady.')];
+    const data = path.join(dir, 'data.jsonl');
+    fs.writeFileSync(data, rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
+    const screened = await runCli(['project', planted.dir, '--vector', planted.vectorFile, '--layer', '2', '--data', data, '--generate-baseline', path.join(dir, 'own.jsonl'), '--max-tokens', '12', '--json']);
+    expect(screened.code, screened.stderr).toBe(0);
+    const delta = JSON.parse(screened.stdout) as { deltaP: number; column: string };
+    const perRow = fs.readFileSync(data, 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as Record<string, number>)[`${delta.column}_delta_p`]!);
+    // The trigger word in the first answer writes 3·u from there on; the model's own neutral answers never do.
+    expect(perRow[0]!).toBeGreaterThan(0.5);
+    expect(Math.abs(perRow[1]!)).toBeLessThan(0.1);
+    expect(delta.deltaP).toBeCloseTo((perRow[0]! + perRow[1]!) / 2, 10);
+    expect(delta.deltaP).toBeGreaterThan(0.25);
+
+    const model = await SteerableModel.load(planted.dir);
+    try {
+      const example = tokenizeExample(model, rows[0]!, 'row 1');
+      const asPair = tokenizeExample(model, { prompt: model.tokenizer.formatChat(rows[0]!.messages.slice(0, -1), true), answer: rows[0]!.messages[2]!.content }, 'row 1');
+      expect(asPair).toEqual(example);
+      const residual = (await captureResiduals(model, [{ inputIds: example.ids }], { layers: [2] })).residuals.get(2)![0]!;
+      const h = model.hiddenSize;
+      const mean = new Float64Array(h);
+      for (let p = example.promptLength; p < example.ids.length; p++) for (let i = 0; i < h; i++) mean[i]! += residual[p * h + i]! / (example.ids.length - example.promptLength);
+      const [projection] = await projectExamples(model, [example], planted.direction, 2, 'response_avg');
+      const [cos] = await projectExamples(model, [asPair], planted.direction, 2, 'cos');
+      expect(projection!).toBeCloseTo(dot(mean, planted.direction), 5);
+      expect(cos!).toBeCloseTo(dot(mean, planted.direction) / norm(mean), 5);
+      expect(cos!).toBeGreaterThan(0);
+      expect(cos!).toBeLessThan(1);
+    } finally {
+      await model.dispose();
+    }
   });
 });

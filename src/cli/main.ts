@@ -12,8 +12,7 @@ import { modelsCommand } from './commands/models.js';
 export function buildProgram(): Command {
   const program = new Command('persona')
     .description('persona-steer: capture, steer and clamp the residual stream of ONNX decoder LLMs')
-    .version('0.1.0')
-    .showHelpAfterError();
+    .version('0.1.0');
   program.addCommand(demoCommand());
   program.addCommand(modelsCommand());
   program.addCommand(generateCommand());
@@ -23,7 +22,22 @@ export function buildProgram(): Command {
   program.addCommand(sweepCommand());
   program.addCommand(plotCommand());
   program.addCommand(traitsCommand());
+  oneLineParseErrors(program);
   return program;
+}
+
+/** Commander's own errors (unknown option, missing argument) in the same one-line form as every other error. */
+function oneLineParseErrors(command: Command): void {
+  command.configureOutput({
+    outputError: (message, write) => write(`persona: ${message.trim().replace(/\s*\n\s*/g, ' ')} (see persona ${command.name() === 'persona' ? '' : `${commandPath(command)} `}--help)\n`),
+  });
+  for (const sub of command.commands) oneLineParseErrors(sub);
+}
+
+function commandPath(command: Command): string {
+  const names: string[] = [];
+  for (let at: Command | null = command; at && at.parent; at = at.parent) names.unshift(at.name());
+  return names.join(' ');
 }
 
 /** Runs the CLI: user errors become one line on stderr and exit code 1; bugs keep their stack under PERSONA_DEBUG. */

@@ -32,6 +32,15 @@ export interface VectorFile {
 export interface ModelShape {
   hiddenSize: number;
   numLayers: number;
+  /** The model's id (`org/name`, or its folder's name); a file made for a differently named model is refused. */
+  modelId?: string;
+  /** Accept a file made for another model of the same shape (a base model's vector on its instruct variant, say). */
+  allowOtherModel?: boolean;
+}
+
+/** Models are compared by name only, so the same model pulled or copied to another folder still matches. */
+function modelName(id: string): string {
+  return id.split('/').filter(Boolean).at(-1)?.toLowerCase() ?? '';
 }
 
 function decodeMetadata(raw: Readonly<Record<string, string>>): Record<string, unknown> {
@@ -78,6 +87,10 @@ export function readVectorFile(file: string, model?: ModelShape): VectorFile {
     if (!allFinite(v)) throw new UserError(`${file} contains NaN or Infinity${vectors ? ` (layer ${row})` : ''}`);
   });
   if (model) {
+    const madeFor = typeof metadata.model === 'string' ? metadata.model : undefined;
+    if (model.modelId !== undefined && !model.allowOtherModel && madeFor !== undefined && madeFor !== 'unknown' && modelName(madeFor) !== modelName(model.modelId)) {
+      throw new UserError(`${file} was made for model ${madeFor}, not ${model.modelId}; allow it explicitly to use it anyway (--allow-other-model, or allow_other_model: true in a sweep spec)`);
+    }
     if (hidden !== model.hiddenSize) throw new UserError(`${file} holds vectors of size ${hidden} but the model's hidden size is ${model.hiddenSize}`);
     if (vectors && vectors.length !== model.numLayers) {
       const hint = vectors.length === model.numLayers + 1 ? ' (if row 0 holds the embeddings, as in Persona Vectors files, set its layer_convention to hf_hidden_states)' : '';

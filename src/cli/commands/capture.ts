@@ -26,8 +26,8 @@ export function captureCommand(): Command {
     .option('--json', 'machine-readable summary')
     .addHelpText('after', `
 Examples:
-  $ persona capture models/demo/planted --prompt "Hello" --out hello.safetensors
-  $ persona capture models/demo/planted --messages chats.jsonl --layers 1-3 --steer v.safetensors:2:4 --out steered.safetensors`)
+  $ persona capture models/demo/planted-cheerful --prompt "Hello" --out hello.safetensors
+  $ persona capture models/demo/planted-cheerful --messages chats.jsonl --layers 1-3 --steer v.safetensors:2:4 --out steered.safetensors`)
     .action(async (location: string, flags: CaptureFlags) => {
       const model = await openModel(location, flags, flags.inputIds !== undefined);
       try {

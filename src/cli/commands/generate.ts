@@ -5,7 +5,7 @@ import { hashString } from '../../vectors/index.js';
 import { parseInteger, parseMonitor, parseNumber } from '../options.js';
 import { emit } from '../output.js';
 import { ProgressReporter } from '../progress.js';
-import { addInterventionOptions, addModelOptions, addPromptOptions, interventionsFromFlags, openModel, promptRows, type InterventionFlags, type ModelFlags, type PromptFlags } from './runtimeOptions.js';
+import { addInterventionOptions, addModelOptions, addPromptOptions, interventionsFromFlags, openModel, promptRows, vectorShapeFor, type InterventionFlags, type ModelFlags, type PromptFlags } from './runtimeOptions.js';
 
 interface GenerateFlags extends ModelFlags, PromptFlags, InterventionFlags {
   monitor?: string[];
@@ -39,15 +39,15 @@ export function generateCommand(): Command {
     .option('--json', 'print {"sequences", "texts", "projections"} as JSON')
     .addHelpText('after', `
 Examples:
-  $ persona generate models/demo/planted --prompt "Tell me about your day." --system "You are a cheerful assistant."
-  $ persona generate models/demo/planted --prompt "Hi" --steer models/demo/planted/planted.safetensors:2:4 --positions response
-  $ persona generate models/demo/planted --messages chats.jsonl --cap axis.safetensors:3-5:floor:-2.5 --monitor axis.safetensors:4 --json`)
+  $ persona generate models/demo/planted-cheerful --prompt "Tell me about your day." --system "You are a cheerful assistant."
+  $ persona generate models/demo/planted-cheerful --prompt "Hi" --steer models/demo/planted-cheerful/planted.safetensors:2:4 --positions response
+  $ persona generate models/demo/planted-cheerful --messages chats.jsonl --cap axis.safetensors:3-5:floor:-2.5 --monitor axis.safetensors:4 --json`)
     .action(async (location: string, flags: GenerateFlags) => {
       const model = await openModel(location, flags, flags.inputIds !== undefined && flags.stop === undefined);
       try {
         const { inputIds } = promptRows(model, flags);
         const interventions = interventionsFromFlags(model, flags);
-        const monitors = (flags.monitor ?? []).map((m) => parseMonitor(m, { hiddenSize: model.hiddenSize, numLayers: model.numLayers }));
+        const monitors = (flags.monitor ?? []).map((m) => parseMonitor(m, vectorShapeFor(model, flags)));
         const batchSize = parseInteger(flags.batchSize, '--batch-size', 1);
         const options = {
           maxNewTokens: parseInteger(flags.maxTokens, '--max-tokens', 1),

@@ -27,7 +27,7 @@ export function modelsCommand(): Command {
     .option('--json', 'machine-readable output')
     .addHelpText('after', `
 Examples:
-  $ persona models build --config examples/llama-tiny.json --seed 1 --out models/local/llama-tiny
+  $ persona models build --config models/configs/llama-tiny.json --seed 1 --out models/local/llama-tiny
   $ persona models build --config config.json --weights model.safetensors --style builder --dtype fp16 --out models/local/mine`)
     .action((options: { config: string; weights?: string; seed: string; style: string; dtype: string; tokenizer?: string; saveWeights?: string; out: string; json?: boolean }) => {
       if (!exportStyles.includes(options.style as ExportStyle)) throw new UserError(`unknown style ${options.style}: use ${exportStyles.join(' or ')}`);

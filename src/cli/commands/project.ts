@@ -6,7 +6,7 @@ import { readVectorFile, vectorAtLayer } from '../../vectors/index.js';
 import { parseInteger } from '../options.js';
 import { emit } from '../output.js';
 import { ProgressReporter } from '../progress.js';
-import { addModelOptions, openModel, type ModelFlags } from './runtimeOptions.js';
+import { addModelOptions, openModel, vectorShapeFor, type ModelFlags } from './runtimeOptions.js';
 
 interface ProjectFlags extends ModelFlags {
   vector: string;
@@ -14,6 +14,7 @@ interface ProjectFlags extends ModelFlags {
   data: string;
   type: string;
   overwrite?: boolean;
+  allowOtherModel?: boolean;
   baseline?: string;
   generateBaseline?: string;
   maxTokens: string;
@@ -31,6 +32,7 @@ export function projectCommand(): Command {
     .requiredOption('--data <file.jsonl>', 'rows of {"messages": [...]} (last = assistant answer) or {"prompt", "answer"}')
     .option('--type <type>', `${projectionTypes.join(' | ')}: response-mean projection, last-prompt-token projection, or cosine`, 'response_avg')
     .option('--overwrite', 'recompute a column the file already has')
+    .option('--allow-other-model', 'use a vector file whose metadata names another model of the same shape')
     .option('--baseline <file.jsonl>', "the model's own answers to the same prompts: also add the per-row ΔP and report the dataset ΔP")
     .option('--generate-baseline <file.jsonl>', 'generate that baseline (greedy) into this file first')
     .option('--max-tokens <n>', 'tokens per generated baseline answer', '200')
@@ -51,7 +53,7 @@ Examples:
       const model = await openModel(location, flags);
       try {
         const layer = parseInteger(flags.layer, '--layer');
-        const vector = vectorAtLayer(readVectorFile(flags.vector, { hiddenSize: model.hiddenSize, numLayers: model.numLayers }), layer, model.numLayers);
+        const vector = vectorAtLayer(readVectorFile(flags.vector, vectorShapeFor(model, flags)), layer, model.numLayers);
         const column = projectionColumn(model.folder.modelId, flags.vector, type, layer);
         const examples = rows.map((row, i) => tokenizeExample(model, row as DatasetRow, `${flags.data} row ${i + 1}`));
         const batchSize = parseInteger(flags.batchSize, '--batch-size', 1);

@@ -1,7 +1,7 @@
 import { Command } from 'commander';
 import { UserError } from '../../errors.js';
 import { parseDevice, positionModes, promptMessages, SteerableModel, type ChatMessage, type InterventionSpec, type PositionMode } from '../../runtime/index.js';
-import { norm, normalize } from '../../vectors/index.js';
+import { norm, normalize, type ModelShape } from '../../vectors/index.js';
 import { parseCap, parseSteer, readConversations, readInputIds } from '../options.js';
 
 /** Flags every command that runs a model shares. */
@@ -48,6 +48,9 @@ export interface PromptFlags {
 export function promptRows(model: SteerableModel, flags: PromptFlags): { inputIds: number[][]; promptLengths: (number | undefined)[]; conversations?: ChatMessage[][] } {
   const given = [flags.prompt !== undefined, flags.messages !== undefined, flags.inputIds !== undefined].filter(Boolean).length;
   if (given !== 1) throw new UserError('give exactly one of --prompt, --messages or --input-ids');
+  if (flags.system !== undefined && flags.prompt === undefined) {
+    throw new UserError(`--system goes with --prompt; put the system turn in the ${flags.messages !== undefined ? '--messages file' : 'token ids'} instead`);
+  }
   if (flags.inputIds) {
     const inputIds = readInputIds(flags.inputIds, model.folder.vocabSize);
     return { inputIds, promptLengths: inputIds.map(() => undefined) };
@@ -75,7 +78,8 @@ export function addInterventionOptions(command: Command): Command {
     .option('--steer <FILE:LAYER:COEF>', 'add COEF × the vector (row LAYER of a per-layer file) after block LAYER; repeatable', collect)
     .option('--positions <mode>', `where steering applies: ${positionModes.join(' | ')}`, 'all')
     .option('--units <units>', 'steering coefficients multiply the raw vector (raw, as Persona Vectors does) or the vector scaled to length 1 (unit)', 'raw')
-    .option('--cap <FILE:LAYERS:floor|ceiling:TAU>', 'clamp the projection on the (unit) vector at each layer of LAYERS (L or A-B); repeatable', collect);
+    .option('--cap <FILE:LAYERS:floor|ceiling:TAU>', 'clamp the projection on the (unit) vector at each layer of LAYERS (L or A-B); repeatable', collect)
+    .option('--allow-other-model', 'use vector files whose metadata names another model of the same shape');
 }
 
 export interface InterventionFlags {
@@ -83,12 +87,18 @@ export interface InterventionFlags {
   positions: string;
   units: string;
   cap?: string[];
+  allowOtherModel?: boolean;
+}
+
+/** What a vector file is checked against before use with this model. */
+export function vectorShapeFor(model: SteerableModel, flags: { allowOtherModel?: boolean }): ModelShape {
+  return { hiddenSize: model.hiddenSize, numLayers: model.numLayers, modelId: model.folder.modelId, allowOtherModel: Boolean(flags.allowOtherModel) };
 }
 
 export function interventionsFromFlags(model: SteerableModel, flags: InterventionFlags): InterventionSpec {
   if (!(positionModes as readonly string[]).includes(flags.positions)) throw new UserError(`--positions must be one of ${positionModes.join(', ')}, got ${flags.positions}`);
   if (flags.units !== 'raw' && flags.units !== 'unit') throw new UserError(`--units must be raw or unit, got ${flags.units}`);
-  const shape = { hiddenSize: model.hiddenSize, numLayers: model.numLayers };
+  const shape = vectorShapeFor(model, flags);
   return {
     steer: (flags.steer ?? []).map((value) => {
       const spec = parseSteer(value, shape, flags.positions as PositionMode);
