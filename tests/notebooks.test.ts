@@ -6,6 +6,7 @@ import YAML from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from './helpers/cli.js';
 import { tempDir } from './helpers/models.js';
+import { optionalTool } from './helpers/tools.js';
 
 /**
  * The notebooks in notebooks/ run headless on the Deno Jupyter kernel against a fresh demo model, its vectors and a
@@ -49,6 +50,7 @@ function missingTools(): string | undefined {
   return missing.length ? missing.join(' and ') : undefined;
 }
 const missing = missingTools();
+optionalTool(missing === undefined, missing ?? '');
 
 function run(command: string, args: string[], options: { cwd: string; env: Record<string, string>; timeoutMs: number }): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve, reject) => {

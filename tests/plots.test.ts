@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UserError } from '../src/errors.js';
 import { pngFileNames } from '../src/plots/browser.js';
+import { hasChromium } from './helpers/tools.js';
 import {
   checkRenderedReport,
   cosineSimilarityFigure,
@@ -279,10 +280,6 @@ describe('without a browser', () => {
     }
   });
 });
-
-const CHROMIUM = process.env.PERSONA_CHROMIUM || '/usr/bin/chromium';
-const hasChromium = fs.existsSync(CHROMIUM);
-if (!hasChromium) console.warn(`plots browser tests skipped: no Chromium at ${CHROMIUM} (apt-get install chromium)`);
 
 describe.skipIf(!hasChromium)('in Chromium', () => {
   let dir: string;
