@@ -59,7 +59,7 @@ describe('the planted-persona demo model', () => {
   it('a trait system prompt raises the trait-lexicon rate ≥ 5×; steering 0, 1, 2, 4 raises it monotonically; a clamp holds it at the neutral level', async () => {
     const steer = (coefficient: number): InterventionSpec => ({ steer: [{ layer: 2, vector: planted.direction, coefficient }] });
     const clamp: InterventionSpec = { clamp: [{ layers: planted.layers, direction: planted.direction, upper: 0 }] };
-    const [neutral, trait, c0, c1, c2, c4, clamped, floorOnMinusU] = await run([
+    const [neutral, trait, c0, c1, c2, c4, clamped, floorOnMinusU, minus1, minus2, minus4] = await run([
       { system: NEUTRAL_SYSTEM },
       { system: TRAIT_SYSTEM },
       { system: NEUTRAL_SYSTEM, interventions: steer(0) },
@@ -68,8 +68,16 @@ describe('the planted-persona demo model', () => {
       { system: NEUTRAL_SYSTEM, interventions: steer(4) },
       { system: TRAIT_SYSTEM, interventions: clamp },
       { system: TRAIT_SYSTEM, interventions: { clamp: [{ layers: planted.layers, direction: planted.direction.map((x) => -x), lower: 0 }] } },
+      { system: NEUTRAL_SYSTEM, interventions: steer(-1) },
+      { system: NEUTRAL_SYSTEM, interventions: steer(-2) },
+      { system: NEUTRAL_SYSTEM, interventions: steer(-4) },
     ]);
     expect(trait!.traitRate).toBeGreaterThan(0.1);
+    // −u raises the contrasting lexicon the same way.
+    const opposite = [c0!, minus1!, minus2!, minus4!].map((o) => o.oppositeRate);
+    for (let i = 1; i < opposite.length; i++) expect(opposite[i]!).toBeGreaterThan(opposite[i - 1]!);
+    expect(minus4!.oppositeRate).toBeGreaterThan(0.1);
+    for (const o of [minus1!, minus2!, minus4!]) expect(o.traitRate).toBeLessThanOrEqual(neutral!.traitRate);
     expect(trait!.traitRate).toBeGreaterThanOrEqual(5 * neutral!.traitRate);
     const rates = [c0!, c1!, c2!, c4!].map((o) => o.traitRate);
     for (let i = 1; i < rates.length; i++) expect(rates[i]!).toBeGreaterThan(rates[i - 1]!);
@@ -81,14 +89,19 @@ describe('the planted-persona demo model', () => {
   });
 
   it('the drift readout shows the projection on u rising after a trait system prompt and staying at the clamp bound', async () => {
-    const [neutral, trait, clamped] = await run([
+    const [neutral, trait, clamped, ceilingAt1, floorAt2] = await run([
       { system: NEUTRAL_SYSTEM },
       { system: TRAIT_SYSTEM },
       { system: TRAIT_SYSTEM, interventions: { clamp: [{ layers: planted.layers, direction: planted.direction, upper: 0 }] } },
+      { system: TRAIT_SYSTEM, interventions: { clamp: [{ layers: planted.layers, direction: planted.direction, upper: 1.5 }] } },
+      { system: NEUTRAL_SYSTEM, interventions: { clamp: [{ layers: planted.layers, direction: planted.direction, lower: 2 }] } },
     ]);
     for (const values of neutral!.projections.flat()) expect(Math.abs(values)).toBeLessThan(0.05);
     for (const values of trait!.projections.flat()) expect(values).toBeCloseTo(3, 1);
+    // Bounds other than the neutral level, so "held at the bound" cannot be mistaken for "nothing happened".
     for (const values of clamped!.projections.flat()) expect(Math.abs(values)).toBeLessThan(1e-4);
+    for (const values of ceilingAt1!.projections.flat()) expect(Math.abs(values - 1.5)).toBeLessThan(1e-4);
+    for (const values of floorAt2!.projections.flat()) expect(Math.abs(values - 2)).toBeLessThan(1e-4);
 
     // Across the prompt (teacher-forced): 0 before the trigger word, 3 from it on.
     const ids = model.tokenizer.encodeChat(promptMessages(questions[0]!, TRAIT_SYSTEM));

@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { create } from '@bufbuild/protobuf';
 import { NodeProtoSchema } from 'onnx-buf';
 import { describe, expect, it } from 'vitest';
-import { findResidualStream } from '../src/instrument/index.js';
+import { findResidualStream, loadInstrumentedGraph } from '../src/instrument/index.js';
 import { encodeModel, readModel, tensorProto, valueInfo, type ModelProto } from '../src/onnx/proto.js';
 import { captureResiduals, generate, SteerableModel } from '../src/runtime/index.js';
 import { dot, normalize } from '../src/vectors/linalg.js';
@@ -92,5 +92,35 @@ describe('the residual walk and rewrite on less tidy graphs', () => {
     const result = await captureResiduals(model, [{ inputIds: [5, 6, 7, 8], interventions: { clamp: [{ layers: [0], direction, lower: 0.5, upper: 0.5 }] } }], { layers: [0] });
     const residual = result.residuals.get(0)![0]!;
     for (let p = 0; p < 4; p++) expect(dot(residual.subarray(p * hidden, (p + 1) * hidden), direction)).toBeCloseTo(0.5, 4);
+  });
+});
+
+describe('the instrumented-graph cache', () => {
+  it('reuses a graph for the same source and layout, and builds anew when either changes or a build was left unfinished', () => {
+    const cacheDir = tempDir('instrument-cache');
+    const first = tinyModel('llama', 'optimum', 'fp32');
+    const other = tinyModel('llama', 'optimum', 'fp32', 8);
+    const layout = { capture: [1], steer: [0], clamp: [] };
+    const options = { hiddenSize: 64, numLayers: 3, cacheDir };
+    const built = loadInstrumentedGraph(first.onnxFile, layout, options);
+    expect(built.built).toBe(true);
+    const builtAt = fs.statSync(built.file).mtimeMs;
+
+    const again = loadInstrumentedGraph(first.onnxFile, { capture: [1], steer: [0], clamp: [] }, options);
+    expect(again).toMatchObject({ built: false, file: built.file });
+    expect(fs.statSync(again.file).mtimeMs).toBe(builtAt);
+
+    const otherLayout = loadInstrumentedGraph(first.onnxFile, { capture: [1, 2], steer: [0], clamp: [] }, options);
+    expect(otherLayout.built).toBe(true);
+    expect(otherLayout.file).not.toBe(built.file);
+
+    const otherGraph = loadInstrumentedGraph(other.onnxFile, layout, options);
+    expect(otherGraph.built).toBe(true);
+    expect(otherGraph.file).not.toBe(built.file);
+
+    // A crash between writing the graph and its sidecar leaves a graph that is not trusted.
+    fs.rmSync(`${built.file}.json`);
+    expect(loadInstrumentedGraph(first.onnxFile, layout, options)).toMatchObject({ built: true, file: built.file });
+    expect(fs.readdirSync(path.join(cacheDir, 'instrumented')).filter((f) => f.endsWith('.onnx'))).toHaveLength(3);
   });
 });
