@@ -146,5 +146,12 @@ describe.skipIf(missing !== undefined)(`notebooks executed headless on the Deno 
     const figures = outputs.filter((o) => o.output_type === 'display_data' && o.data?.[PLOTLY] !== undefined).map((o) => o.data![PLOTLY] as { data?: unknown[] });
     expect(figures.length, `${name} shows no ${PLOTLY} output`).toBeGreaterThan(0);
     for (const figure of figures) expect(figure.data?.length).toBeGreaterThan(0);
+    // Every cell that shows a figure must have one in its output: a dropped display is a missing plot.
+    for (const cell of code) {
+      const source = Array.isArray(cell.source) ? cell.source.join('') : cell.source;
+      if (!/await show\(/.test(source)) continue;
+      const shown = (cell.outputs ?? []).filter((o) => o.output_type === 'display_data' && o.data?.[PLOTLY] !== undefined);
+      expect(shown.length, `${name}: cell ${cell.id} shows no figure`).toBeGreaterThan(0);
+    }
   }, 90_000);
 });
