@@ -12,13 +12,3 @@ export class UserError extends Error {
 export function isUserError(error: unknown): error is UserError {
   return error instanceof UserError;
 }
-
-/** Runs `fn`, turning any failure into a UserError prefixed with `context` (for parsing files the user gave us). */
-export function withContext<T>(context: string, fn: () => T): T {
-  try {
-    return fn();
-  } catch (error) {
-    const detail = error instanceof Error ? error.message : String(error);
-    throw new UserError(`${context}: ${detail}`);
-  }
-}

@@ -2,7 +2,6 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { UserError } from '../errors.js';
 import { readJsonFile } from '../io/files.js';
-import { roundToFloat16 } from '../vectors/float16.js';
 import { Rng } from '../vectors/random.js';
 import { entryToFloat32, readSafetensors, writeSafetensors, type SafetensorsEntry, type TensorToWrite } from '../vectors/safetensors.js';
 import { numKvFeatures, numQueryFeatures, type DecoderConfig } from './architecture.js';
@@ -135,11 +134,4 @@ export function saveWeights(file: string, config: DecoderConfig, weights: Decode
     tensors[spec.name] = { dtype, shape: spec.shape, data: weights.get(spec.name)! };
   }
   writeSafetensors(file, tensors, { format: 'pt' });
-}
-
-/** The weights as an fp16 graph stores them, so the reference computes with exactly the same values. */
-export function roundWeightsToFloat16(weights: DecoderWeights): Map<string, Float32Array> {
-  const rounded = new Map<string, Float32Array>();
-  for (const [name, values] of weights) rounded.set(name, values.map(roundToFloat16));
-  return rounded;
 }

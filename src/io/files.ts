@@ -38,8 +38,3 @@ export function readJsonFile<T = unknown>(file: string, what = 'JSON file'): T {
     throw new UserError(`${what} ${file} is not valid JSON: ${(error as Error).message}`);
   }
 }
-
-export function requireFile(file: string, what: string): string {
-  if (!fs.existsSync(file)) throw new UserError(`${what} not found: ${file}`);
-  return file;
-}

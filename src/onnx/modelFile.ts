@@ -1,4 +1,3 @@
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { writeFileAtomic } from '../io/files.js';
 import { encodeModel, makeExternal, type ModelProto } from './proto.js';
@@ -37,8 +36,4 @@ export function writeModelFile(file: string, model: ModelProto, options: { exter
   writeFileAtomic(dataFile, chunks);
   writeFileAtomic(file, encodeModel(model));
   return { externalDataFile: dataFile };
-}
-
-export function modelFileExists(file: string): boolean {
-  return fs.existsSync(file);
 }

@@ -120,10 +120,6 @@ export function getIntAttribute(node: NodeProto, name: string): number | undefin
   return found ? Number(found.i) : undefined;
 }
 
-export function getFloatAttribute(node: NodeProto, name: string): number | undefined {
-  return node.attribute.find((a) => a.name === name)?.f;
-}
-
 export function tensorProto(name: string, elemType: number, dims: readonly number[], rawData: Uint8Array): TensorProto {
   return create(TensorProtoSchema, {
     name,

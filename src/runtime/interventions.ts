@@ -77,10 +77,6 @@ export function validateInterventions(spec: InterventionSpec | undefined, hidden
   }
 }
 
-export function steeredLayers(specs: readonly (InterventionSpec | undefined)[]): number[] {
-  return [...new Set(specs.flatMap((s) => (s?.steer ?? []).map((x) => x.layer)))].sort((a, b) => a - b);
-}
-
 export function clampedLayers(specs: readonly (InterventionSpec | undefined)[]): number[] {
   return [...new Set(specs.flatMap((s) => (s?.clamp ?? []).flatMap((x) => [...x.layers])))].sort((a, b) => a - b);
 }
