@@ -47,43 +47,49 @@ function splitFromRight(value: string, fields: number, usage: string): [string, 
   return [parts.slice(0, parts.length - fields).join(':'), ...parts.slice(parts.length - fields)];
 }
 
-const vectorCache = new Map<string, VectorFile>();
-function loadVector(file: string, model: ModelShape): VectorFile {
-  let loaded = vectorCache.get(file);
-  if (!loaded) {
-    loaded = readVectorFile(file, model);
-    vectorCache.set(file, loaded);
+/** The vector files one command names, each read once and checked against the model it will be used with. */
+export class VectorFiles {
+  private readonly loaded = new Map<string, VectorFile>();
+
+  constructor(readonly model: ModelShape) {}
+
+  read(file: string): VectorFile {
+    let vectors = this.loaded.get(file);
+    if (!vectors) {
+      vectors = readVectorFile(file, this.model);
+      this.loaded.set(file, vectors);
+    }
+    return vectors;
   }
-  return loaded;
 }
 
 /** `--steer FILE:LAYER:COEF`. */
-export function parseSteer(value: string, model: ModelShape, positions: SteerSpec['positions']): SteerSpec {
+export function parseSteer(value: string, files: VectorFiles, positions: SteerSpec['positions']): SteerSpec {
   const [file, layerText, coefficientText] = splitFromRight(value, 2, 'FILE:LAYER:COEF');
   const layer = parseInteger(layerText!, 'steering layer');
   const coefficient = parseNumber(coefficientText!, 'steering coefficient');
-  return { layer, coefficient, positions, vector: vectorAtLayer(loadVector(file, model), layer, model.numLayers) };
+  return { layer, coefficient, positions, vector: vectorAtLayer(files.read(file), layer, files.model.numLayers) };
 }
 
 /** `--cap FILE:LAYERS:floor|ceiling:TAU`: one clamp per layer, each with that layer's direction. */
-export function parseCap(value: string, model: ModelShape): ClampSpec[] {
+export function parseCap(value: string, files: VectorFiles): ClampSpec[] {
   const [file, layersText, mode, tauText] = splitFromRight(value, 3, 'FILE:LAYERS:floor|ceiling:TAU');
   if (mode !== 'floor' && mode !== 'ceiling') throw new UserError(`cap mode must be floor or ceiling, got ${JSON.stringify(mode)}`);
   const tau = parseNumber(tauText!, 'cap threshold');
-  const vectors = loadVector(file, model);
-  return parseLayers(layersText!, model.numLayers).map((layer) => ({
+  const vectors = files.read(file);
+  return parseLayers(layersText!, files.model.numLayers).map((layer) => ({
     layers: [layer],
-    direction: vectorAtLayer(vectors, layer, model.numLayers),
+    direction: vectorAtLayer(vectors, layer, files.model.numLayers),
     ...(mode === 'floor' ? { lower: tau } : { upper: tau }),
   }));
 }
 
 /** `--monitor FILE:LAYER`. */
-export function parseMonitor(value: string, model: ModelShape): MonitorSpec {
+export function parseMonitor(value: string, files: VectorFiles): MonitorSpec {
   const [file, layerText] = splitFromRight(value, 1, 'FILE:LAYER');
   const layer = parseInteger(layerText!, 'monitor layer');
   const name = `${file.split('/').pop()!.replace(/\.safetensors$/, '')}@${layer}`;
-  return { name, layer, direction: vectorAtLayer(loadVector(file, model), layer, model.numLayers) };
+  return { name, layer, direction: vectorAtLayer(files.read(file), layer, files.model.numLayers) };
 }
 
 function isMessage(value: unknown): value is ChatMessage {

@@ -4,7 +4,7 @@ import { LAYER_CONVENTION, writeSafetensors, type TensorToWrite } from '../../ve
 import { parseInteger, parseLayers } from '../options.js';
 import { emit } from '../output.js';
 import { ProgressReporter } from '../progress.js';
-import { addInterventionOptions, addModelOptions, addPromptOptions, interventionsFromFlags, openModel, promptRows, type InterventionFlags, type ModelFlags, type PromptFlags } from './runtimeOptions.js';
+import { addInterventionOptions, addModelOptions, addPromptOptions, interventionsFromFlags, openModel, promptRows, vectorFilesFor, type InterventionFlags, type ModelFlags, type PromptFlags } from './runtimeOptions.js';
 
 interface CaptureFlags extends ModelFlags, PromptFlags, InterventionFlags {
   layers: string;
@@ -33,7 +33,7 @@ Examples:
       try {
         const layers = parseLayers(flags.layers, model.numLayers);
         const { inputIds, promptLengths } = promptRows(model, flags);
-        const interventions = interventionsFromFlags(model, flags);
+        const interventions = interventionsFromFlags(vectorFilesFor(model, flags), flags);
         const batchSize = parseInteger(flags.batchSize, '--batch-size', 1);
         const residuals = new Map<number, Float32Array[]>(layers.map((layer) => [layer, []]));
         const progress = new ProgressReporter('capture', inputIds.length, inputIds.length > batchSize, 'rows');

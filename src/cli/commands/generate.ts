@@ -5,7 +5,7 @@ import { hashString } from '../../vectors/index.js';
 import { parseInteger, parseMonitor, parseNumber } from '../options.js';
 import { emit } from '../output.js';
 import { ProgressReporter } from '../progress.js';
-import { addInterventionOptions, addModelOptions, addPromptOptions, interventionsFromFlags, openModel, promptRows, vectorShapeFor, type InterventionFlags, type ModelFlags, type PromptFlags } from './runtimeOptions.js';
+import { addInterventionOptions, addModelOptions, addPromptOptions, interventionsFromFlags, openModel, promptRows, vectorFilesFor, type InterventionFlags, type ModelFlags, type PromptFlags } from './runtimeOptions.js';
 
 interface GenerateFlags extends ModelFlags, PromptFlags, InterventionFlags {
   monitor?: string[];
@@ -46,8 +46,9 @@ Examples:
       const model = await openModel(location, flags, flags.inputIds !== undefined && flags.stop === undefined);
       try {
         const { inputIds } = promptRows(model, flags);
-        const interventions = interventionsFromFlags(model, flags);
-        const monitors = (flags.monitor ?? []).map((m) => parseMonitor(m, vectorShapeFor(model, flags)));
+        const vectorFiles = vectorFilesFor(model, flags);
+        const interventions = interventionsFromFlags(vectorFiles, flags);
+        const monitors = (flags.monitor ?? []).map((m) => parseMonitor(m, vectorFiles));
         const batchSize = parseInteger(flags.batchSize, '--batch-size', 1);
         const options = {
           maxNewTokens: parseInteger(flags.maxTokens, '--max-tokens', 1),

@@ -2,7 +2,7 @@ import { Command } from 'commander';
 import { UserError } from '../../errors.js';
 import { parseDevice, positionModes, promptMessages, SteerableModel, type ChatMessage, type InterventionSpec, type PositionMode } from '../../runtime/index.js';
 import { norm, normalize, type ModelShape } from '../../vectors/index.js';
-import { parseCap, parseSteer, readConversations, readInputIds } from '../options.js';
+import { parseCap, parseSteer, readConversations, readInputIds, VectorFiles } from '../options.js';
 
 /** Flags every command that runs a model shares. */
 export function addModelOptions(command: Command): Command {
@@ -95,17 +95,21 @@ export function vectorShapeFor(model: SteerableModel, flags: { allowOtherModel?:
   return { hiddenSize: model.hiddenSize, numLayers: model.numLayers, modelId: model.folder.modelId, allowOtherModel: Boolean(flags.allowOtherModel) };
 }
 
-export function interventionsFromFlags(model: SteerableModel, flags: InterventionFlags): InterventionSpec {
+/** The vector files a command names, read against this model. */
+export function vectorFilesFor(model: SteerableModel, flags: { allowOtherModel?: boolean }): VectorFiles {
+  return new VectorFiles(vectorShapeFor(model, flags));
+}
+
+export function interventionsFromFlags(files: VectorFiles, flags: InterventionFlags): InterventionSpec {
   if (!(positionModes as readonly string[]).includes(flags.positions)) throw new UserError(`--positions must be one of ${positionModes.join(', ')}, got ${flags.positions}`);
   if (flags.units !== 'raw' && flags.units !== 'unit') throw new UserError(`--units must be raw or unit, got ${flags.units}`);
-  const shape = vectorShapeFor(model, flags);
   return {
     steer: (flags.steer ?? []).map((value) => {
-      const spec = parseSteer(value, shape, flags.positions as PositionMode);
+      const spec = parseSteer(value, files, flags.positions as PositionMode);
       if (flags.units === 'raw') return spec;
       if (norm(spec.vector) === 0) throw new UserError(`the steering vector for layer ${spec.layer} is zero: it has no direction to scale to unit length`);
       return { ...spec, vector: normalize(spec.vector) };
     }),
-    clamp: (flags.cap ?? []).flatMap((value) => parseCap(value, shape)),
+    clamp: (flags.cap ?? []).flatMap((value) => parseCap(value, files)),
   };
 }
