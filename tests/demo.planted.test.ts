@@ -1,13 +1,13 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildPlantedModel, NEUTRAL_SYSTEM, TRAIT_SYSTEM, type PlantedModel } from '../src/demo/index.js';
+import { NEUTRAL_SYSTEM, TRAIT_SYSTEM, type PlantedModel } from '../src/demo/index.js';
 import { loadTrait } from '../src/experiments/traits.js';
 import { countLexiconWords, loadLexicon, type Lexicon } from '../src/judges/index.js';
 import { captureResiduals, generate, promptMessages, SteerableModel, type InterventionSpec } from '../src/runtime/index.js';
 import { dot, norm } from '../src/vectors/linalg.js';
 import { readVectorFile } from '../src/vectors/vectorFile.js';
-import { tempDir } from './helpers/models.js';
+import { plantedModel } from './helpers/planted.js';
 
 let planted: PlantedModel;
 let model: SteerableModel;
@@ -15,7 +15,7 @@ let lexicon: Lexicon;
 const questions = loadTrait('cheerful').evalQuestions.slice(0, 8);
 
 beforeAll(async () => {
-  planted = await buildPlantedModel(path.join(tempDir('planted'), 'planted-cheerful'));
+  planted = await plantedModel();
   model = await SteerableModel.load(planted.dir);
   lexicon = loadLexicon(planted.lexiconFile);
 });

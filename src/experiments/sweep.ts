@@ -175,9 +175,14 @@ export async function runSweep(spec: SweepSpec, options: RunSweepOptions): Promi
     const rowsPerCell = spec.questions.length * spec.samples;
     const reportProgress = () => {
       const doneByCell = new Map<string, number>();
-      for (const item of planned) if (done.has(item.id)) doneByCell.set(item.cell.id, (doneByCell.get(item.cell.id) ?? 0) + 1);
+      let rowsDone = 0;
+      for (const item of planned) {
+        if (!done.has(item.id)) continue;
+        rowsDone++;
+        doneByCell.set(item.cell.id, (doneByCell.get(item.cell.id) ?? 0) + 1);
+      }
       const cellsDone = [...doneByCell.values()].filter((n) => n === rowsPerCell).length;
-      options.onProgress?.(planned.filter((item) => done.has(item.id)).length, planned.length, { done: cellsDone, total: cells.length });
+      options.onProgress?.(rowsDone, planned.length, { done: cellsDone, total: cells.length });
     };
     reportProgress();
     for (let start = 0; start < planned.length; start += spec.batchSize) {

@@ -3,7 +3,7 @@ import { Command } from 'commander';
 import { extractPersonaVectors, type ExtractStage } from '../../experiments/extract.js';
 import { selectLayer } from '../../experiments/selectLayer.js';
 import { loadTrait } from '../../experiments/traits.js';
-import { parseJudgeSpec } from '../../judges/index.js';
+import { parseJudgeSpec, type JudgeFactory } from '../../judges/index.js';
 import { parseInteger, parseNumber } from '../options.js';
 import { emit } from '../output.js';
 import { ProgressReporter } from '../progress.js';
@@ -65,13 +65,13 @@ Examples:
     .action(async (location: string, flags: ExtractFlags) => {
       const trait = loadTrait(flags.trait);
       const concurrency = parseInteger(flags.judgeConcurrency, '--judge-concurrency', 1);
-      parseJudgeSpec(flags.judge, { concurrency }); // a bad spec fails before the model loads
       const model = await openModel(location, flags);
       const runDir = flags.runDir ?? path.join('experiments', 'extract', model.folder.modelId, trait.name);
-      // Judgments already paid for survive a crash between two writes of judgments.jsonl.
-      const judge = parseJudgeSpec(flags.judge, { concurrency, cacheFile: path.join(runDir, 'judge-cache.jsonl') });
       const reporters = new Map<ExtractStage, ProgressReporter>();
+      let judge: JudgeFactory | undefined;
       try {
+        // Judgments already paid for survive a crash between two writes of judgments.jsonl.
+        judge = parseJudgeSpec(flags.judge, { concurrency, cacheFile: path.join(runDir, 'judge-cache.jsonl') });
         const report = await extractPersonaVectors({
           model,
           trait,
@@ -130,7 +130,7 @@ Examples:
         );
       } finally {
         await model.dispose();
-        await judge.dispose();
+        await judge?.dispose();
       }
     });
   return command;
